@@ -1,0 +1,106 @@
+"""Forward processes and their registry: ``polydiff.processes.get(name, **params)``.
+
+Built-in names: ``vp-linear``, ``vp-cosine``, ``ve``, ``edm``, ``flow``, ``sub-vp`` (Gaussian),
+``ouve`` (mean-reverting toward ``cond['y']``), ``masked`` and ``uniform`` (discrete) and
+``product`` (named components). Plugins add more through the ``register_processes`` hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..schedules import SCHEDULES, get_schedule
+from .base import ForwardProcess, Noised
+from .discrete import (
+    DISCRETE_SCHEDULES,
+    DiscreteProcess,
+    DiscreteScheduleValues,
+    MaskedProcess,
+    UniformProcess,
+    discrete_schedule,
+    sample_categorical,
+)
+from .gaussian import GaussianProcess, gaussian
+from .mean_reverting import OUVE, MeanRevertingProcess, bisect_inverse
+from .product import ProductProcess
+
+
+def _product(components: dict[str, Any], weights: dict[str, float] | None = None) -> ProductProcess:
+    built = {}
+    for key, spec in components.items():
+        if isinstance(spec, ForwardProcess):
+            built[key] = spec
+        elif isinstance(spec, dict) and "name" in spec:
+            params = {k: v for k, v in spec.items() if k != "name"}
+            built[key] = get(spec["name"], **params)
+        else:
+            raise ValueError(f"product component {key!r}: expected a ForwardProcess or a dict with a 'name', got {spec!r}")
+    return ProductProcess(built, weights)
+
+
+def _ouve(cond_key: str = "y", **params: Any) -> MeanRevertingProcess:
+    return MeanRevertingProcess(OUVE(**params), cond_key=cond_key)
+
+
+BUILTIN: dict[str, Callable[..., ForwardProcess]] = {
+    **{name: (lambda name: (lambda **p: gaussian(name, **p)))(name) for name in SCHEDULES},
+    "ouve": _ouve,
+    "masked": MaskedProcess,
+    "uniform": UniformProcess,
+    "product": _product,
+}
+
+
+def _factories() -> dict[str, Callable[..., ForwardProcess]]:
+    """Built-in factories plus those registered by plugins (when the plugin registry is available)."""
+    try:
+        from ..plugins import registries
+    except ImportError:  # the registry is optional at this layer
+        return dict(BUILTIN)
+    return registries().processes.as_dict(default=BUILTIN)
+
+
+def names() -> list[str]:
+    """Names accepted by :func:`get`, sorted."""
+    return sorted(_factories())
+
+
+def get(name: str, **params: Any) -> ForwardProcess:
+    """Build the forward process called ``name`` with keyword parameters.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones) or an unknown parameter.
+    """
+    factories = _factories()
+    try:
+        factory = factories[name]
+    except KeyError:
+        raise ValueError(f"unknown process {name!r}; known processes: {', '.join(sorted(factories))}") from None
+    try:
+        return factory(**params)
+    except TypeError as exc:
+        raise ValueError(f"process {name!r}: bad parameters {sorted(params)}: {exc}") from None
+
+
+__all__ = [
+    "BUILTIN",
+    "DISCRETE_SCHEDULES",
+    "DiscreteProcess",
+    "DiscreteScheduleValues",
+    "ForwardProcess",
+    "GaussianProcess",
+    "MaskedProcess",
+    "MeanRevertingProcess",
+    "Noised",
+    "OUVE",
+    "ProductProcess",
+    "UniformProcess",
+    "bisect_inverse",
+    "discrete_schedule",
+    "gaussian",
+    "get",
+    "get_schedule",
+    "names",
+    "sample_categorical",
+]

@@ -1,0 +1,3 @@
+"""All built-in Gaussian samplers (importing this module registers them)."""
+
+from . import ode, stochastic  # noqa: F401

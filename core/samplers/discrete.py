@@ -1,0 +1,1 @@
+"""Built-in discrete samplers (importing this module registers them)."""

@@ -1,0 +1,93 @@
+"""Time grids: descending tensors of ``steps + 1`` times ending at ``t = 0``.
+
+A grid is plain data, so any custom grid works. Built-in kinds place the first ``steps``
+points between ``t_start`` and the process's ``t_min`` and end with the final step to ``t = 0``
+(where every Gaussian sampler returns the model's ``x0`` estimate):
+
+* ``uniform`` in ``t``;
+* ``log-snr`` uniform in ``lambda_t = log(alpha^2/sigma^2)`` (DPM-Solver's choice);
+* ``karras`` — Karras et al.'s rho-spacing of ``sigma/alpha`` (``rho = 7``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..processes import ForwardProcess, GaussianProcess
+
+GRID_KINDS = ("uniform", "log-snr", "karras")
+
+
+def time_grid(
+    process: ForwardProcess,
+    steps: int,
+    *,
+    kind: str = "uniform",
+    t_start: float | None = None,
+    t_end: float | None = None,
+    rho: float = 7.0,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """A descending grid of ``steps + 1`` times from ``t_start`` to ``0``, float64.
+
+    Args:
+        process: the forward process (supplies ``t_min``/``t_max`` and, for ``log-snr``/``karras``, the log-SNR).
+        steps: number of sampler steps (intervals), at least 1.
+        kind: ``uniform``, ``log-snr`` or ``karras``.
+        t_start: first time (default: the process's ``t_max``).
+        t_end: last time before the final step to 0 (default: the process's ``t_min``; ``0`` for discrete processes).
+        rho: Karras spacing exponent.
+    """
+    if int(steps) < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    steps = int(steps)
+    t_start = process.t_max if t_start is None else float(t_start)
+    t_end = process.t_min if t_end is None else float(t_end)
+    if not (0.0 <= t_end < t_start <= 1.0):
+        raise ValueError(f"need 0 <= t_end < t_start <= 1, got t_start={t_start}, t_end={t_end}")
+    if kind not in GRID_KINDS:
+        raise ValueError(f"unknown grid kind {kind!r}; expected one of: {', '.join(GRID_KINDS)}")
+    n_inner = steps if t_end == 0.0 else steps - 1  # intervals before the final step to 0
+    if kind == "uniform" or process.is_discrete:
+        if kind != "uniform":
+            raise ValueError(f"grid kind {kind!r} needs a Gaussian process (it spaces log-SNR); use 'uniform'")
+        pts = torch.linspace(t_start, t_end, n_inner + 1, dtype=torch.float64)
+    else:
+        if not isinstance(process, GaussianProcess):
+            raise ValueError(f"grid kind {kind!r} needs a Gaussian process")
+        pts = _snr_grid(process, kind, t_start, t_end, n_inner, rho)
+    if t_end > 0.0:
+        pts = torch.cat([pts, torch.zeros(1, dtype=torch.float64)])
+    return pts.to(device) if device is not None else pts
+
+
+def _snr_grid(process: GaussianProcess, kind: str, t_start: float, t_end: float, n: int, rho: float) -> Tensor:
+    ends = torch.tensor([t_start, t_end], dtype=torch.float64)
+    lam = process.log_snr(ends)
+    if t_end == 0.0 and not torch.isfinite(lam[1]):
+        raise ValueError(f"grid kind {kind!r} cannot reach t_end=0 (infinite log-SNR); leave t_end at the process's t_min")
+    if n == 0:
+        return ends[:1]
+    if kind == "log-snr":
+        lams = torch.linspace(float(lam[0]), float(lam[1]), n + 1, dtype=torch.float64)
+    else:  # karras: rho-spacing of s = sigma / alpha = exp(-lambda / 2)
+        s_max, s_min = torch.exp(-0.5 * lam[0]), torch.exp(-0.5 * lam[1])
+        ramp = torch.linspace(0, 1, n + 1, dtype=torch.float64)
+        s = (s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+        lams = -2.0 * torch.log(s)
+    t = process.t_from_log_snr(lams).clamp(0.0, 1.0)
+    t[0], t[-1] = t_start, t_end  # exact end points
+    return t
+
+
+def custom_grid(times: Tensor | list[float]) -> Tensor:
+    """Validate a user grid: 1-D, strictly descending, within ``[0, 1]``; returned as float64."""
+    g = torch.as_tensor(times, dtype=torch.float64)
+    if g.ndim != 1 or g.numel() < 2:
+        raise ValueError(f"a time grid must be 1-D with at least 2 points, got shape {tuple(g.shape)}")
+    if not bool((g[1:] < g[:-1]).all()):
+        raise ValueError("a time grid must be strictly descending (t = 1 noise -> t = 0 data)")
+    if float(g.min()) < 0.0 or float(g.max()) > 1.0:
+        raise ValueError("grid times must lie in [0, 1]")
+    return g

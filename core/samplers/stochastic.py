@@ -1,0 +1,45 @@
+"""Gaussian samplers that step with the x0/eps estimate: DDIM(eta) (and the SDE samplers)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..state import first_leaf
+from ..types import State
+from .base import SamplerContext, SamplerModel, SamplerSpec
+from .gaussian_common import coef, coef_pair, estimate, is_final, posterior_std, projected_noise
+from .registry import register_builtin
+
+
+def ddim(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> State:
+    """DDIM (Song et al. 2021) for any Gaussian schedule, option ``eta >= 0``.
+
+    ``z_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c * noise`` where ``c = eta * std(q(z_s | z_t, x_0))``.
+    ``eta = 0`` is deterministic DDIM (first-order DPM-Solver); ``eta = 1`` is DDPM's ancestral step.
+    The step to ``t = 0`` returns ``x0_hat``.
+    """
+    eta = float(ctx.option("eta", 0.0))
+    if eta < 0.0:
+        raise ValueError(f"ddim: eta must be >= 0, got {eta}")
+    n = len(grid) - 1
+    for i in range(n):
+        leaf = first_leaf(x)
+        t, s = ctx.times(grid[i], leaf), ctx.times(grid[i + 1], leaf)
+        d = estimate(model, x, t, ctx)
+        if is_final(grid[i + 1]):
+            x = d.x0
+        else:
+            a_s = coef(ctx, s, x, lambda v: v.alpha)
+            sig_s = coef(ctx, s, x, lambda v: v.sigma)
+            c = coef_pair(ctx, t, s, x, lambda vt, vs: eta * posterior_std(vt, vs))
+            x = a_s * d.x0 + (sig_s * sig_s - c * c) ** 0.5 * d.eps
+            if eta > 0:
+                x = x + c * projected_noise(ctx, x)
+        x = ctx.correct(x, s)
+        ctx.report(i, n, t, s, x, d.x0)
+    return x
+
+
+register_builtin(
+    SamplerSpec("ddim", ddim, kind="gaussian", stochastic=True, options={"eta": 0.0}, description="DDIM(eta): eta=0 deterministic, eta=1 DDPM ancestral")
+)

@@ -1,0 +1,1 @@
+"""Conformance test classes and fixtures for plugin authors (a pytest plugin)."""
