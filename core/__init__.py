@@ -8,6 +8,7 @@ shape ``(B,)``.
 from . import guidance, losses, parameterisation, processes, samplers, schedules, spaces
 from .denoiser import Denoiser, DiscreteDenoised, EDMPreconditioner, ProductDenoised
 from .guidance import guided
+from .hookspecs import hookimpl
 from .losses import LossOutput, diffusion_loss
 from .parameterisation import Denoised, convert
 from .samplers import SampleResult, sample
@@ -33,6 +34,7 @@ __all__ = [
     "diffusion_loss",
     "guidance",
     "guided",
+    "hookimpl",
     "losses",
     "parameterisation",
     "processes",

@@ -1,0 +1,57 @@
+"""Plugin hook specifications (pluggy project ``polydiff``), register-callback style.
+
+Each hook receives a ``register`` callback; calling it adds one named item. The core controls
+naming, duplicates (an error naming both plugins) and metadata. Implement hooks with
+``@polydiff.hookimpl`` in a module named by an entry point in the ``polydiff`` group.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("polydiff")
+hookimpl = pluggy.HookimplMarker("polydiff")
+
+Register = Callable[..., None]
+
+
+@hookspec
+def register_processes(register: Register) -> None:
+    """``register(name, factory, *, description="")``: a forward process; ``factory(**params) -> ForwardProcess``."""
+
+
+@hookspec
+def register_samplers(register: Register) -> None:
+    """``register(spec)``: a :class:`polydiff.samplers.SamplerSpec` (name, function, kind, options)."""
+
+
+@hookspec
+def register_guidance(register: Register) -> None:
+    """``register(name, factory, *, description="")``: a guidance or state correction; ``factory(**params)``."""
+
+
+@hookspec
+def register_backbones(register: Register) -> None:
+    """``register(name, factory, *, description="")``: a network; ``factory(**params) -> torch.nn.Module``."""
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """``register(name, factory, *, description="")``: a dataset; ``factory(**params) -> Dataset``."""
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """``register(name, fn, *, description="")``: a metric function."""
+
+
+@hookspec
+def register_recipes(register: Register) -> None:
+    """``register(recipe)``: a :class:`polydiff.recipes.Recipe` instance named ``"<plugin>/<name>"``."""
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add subcommands to the ``polydiff`` CLI (a ``typer.Typer`` application)."""

@@ -1,0 +1,1 @@
+"""polydiff text plugin: masked diffusion language models."""

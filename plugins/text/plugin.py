@@ -1,0 +1,1 @@
+"""Plugin hooks of the text plugin (entry point polydiff: text)."""

@@ -1,0 +1,1 @@
+"""polydiff time-series plugin: generation, forecasting and imputation."""

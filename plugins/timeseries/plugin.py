@@ -1,0 +1,1 @@
+"""Plugin hooks of the time-series plugin (entry point polydiff: timeseries)."""
