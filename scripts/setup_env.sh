@@ -7,6 +7,6 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q --upgrade pip 'setuptools>=69,<82' wheel 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -m pip install -q -e '.[all,dev]' 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import polydiff, torch; print('polydiff', polydiff.__version__, 'torch', torch.__version__)"

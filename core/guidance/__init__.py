@@ -1,5 +1,37 @@
-"""Guidance: model wrappers (classifier-free, classifier gradient, DPS, CG data consistency) and state corrections (replacement)."""
+"""Guidance: model wrappers (classifier-free, classifier gradient, DPS / reconstruction, CG data
+consistency) and state corrections (replacement), plus measurement operators.
+
+Every guidance class has a ``name`` class attribute; wrappers that differentiate through the model
+have ``needs_grad = True`` (then :func:`polydiff.sample` runs with gradients enabled).
+"""
 
 from .base import Guidance, GuidedModel, guided, split_guidance
+from .classifier import ClassifierGradient, ScoreGuidance, ScoreGuidedModel
+from .classifier_free import ClassifierFree, ClassifierFreeModel
+from .data_consistency import ConjugateGradientConsistency, ConjugateGradientModel, cg_solve
+from .operators import AdjointCheck, MaskOperator, MatrixOperator, MeasurementOperator, check_adjoint
+from .reconstruction import DPS, Reconstruction
+from .replacement import Replacement
 
-__all__ = ["Guidance", "GuidedModel", "guided", "split_guidance"]
+__all__ = [
+    "DPS",
+    "AdjointCheck",
+    "ClassifierFree",
+    "ClassifierFreeModel",
+    "ClassifierGradient",
+    "ConjugateGradientConsistency",
+    "ConjugateGradientModel",
+    "Guidance",
+    "GuidedModel",
+    "MaskOperator",
+    "MatrixOperator",
+    "MeasurementOperator",
+    "Reconstruction",
+    "Replacement",
+    "ScoreGuidance",
+    "ScoreGuidedModel",
+    "cg_solve",
+    "check_adjoint",
+    "guided",
+    "split_guidance",
+]
