@@ -58,6 +58,9 @@ class StateDict(dict):
     def __rtruediv__(self, o: Any) -> StateDict:
         return self._binary(o, lambda a, b: a / b, reflected=True)
 
+    def __pow__(self, o: Any) -> StateDict:
+        return self._binary(o, lambda a, b: a**b)
+
     def __neg__(self) -> StateDict:
         return StateDict({k: -v for k, v in self.items()})
 
