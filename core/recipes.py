@@ -47,6 +47,7 @@ class TrainConfig:
     num_workers: int = 0
     max_bad_steps: int = 5
     deterministic: bool = False
+    per_sample_generators: bool = False
 
 
 @dataclass(frozen=True)
