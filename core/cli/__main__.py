@@ -1,0 +1,5 @@
+"""``python -m polydiff.cli``."""
+
+from . import main
+
+raise SystemExit(main())

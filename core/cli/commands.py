@@ -1,0 +1,127 @@
+"""The core's CLI commands (registered by the built-in plugin through ``register_commands``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import dump_json, resolve_device
+
+
+def add_core_commands(cli: typer.Typer) -> None:
+    """Add ``plugins``, ``train``, ``sample``, ``evaluate``, ``demo`` and ``new-plugin`` to ``cli``."""
+    cli.command("plugins")(plugins)
+    cli.command("train")(train)
+    cli.command("sample", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(sample)
+    cli.command("evaluate")(evaluate)
+    cli.command("demo")(demo)
+    cli.command("new-plugin")(new_plugin)
+
+
+def plugins(
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list, one object per plugin."),
+) -> None:
+    """List installed plugins: version, status (loaded/failed/blocked) and what each registered."""
+    from ..plugins import plugin_infos
+
+    infos = plugin_infos()
+    if as_json:
+        typer.echo(dump_json([i.to_dict() for i in infos]))
+        return
+    for info in infos:
+        line = f"{info.name} {info.version or '?'} [{info.status}]"
+        typer.echo(line + (f" {info.error}" if info.error else ""))
+        for kind, names in info.registered.items():
+            if names:
+                typer.echo(f"    {kind}: {', '.join(names)}")
+
+
+def train(
+    recipe: str = typer.Argument(..., help="Recipe name, e.g. text/mdlm (see 'polydiff plugins')."),
+    out: Path = typer.Option(..., "--out", help="Run directory to create (or resume)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Preset: tiny, small, base..."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with config overrides."),
+    set_: list[str] = typer.Option([], "--set", help="Override one key: --set train.lr=1e-3 (repeatable)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps in total."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Same as --set train.checkpoint_every=K."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Same as --set train.seed=S."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train a recipe into a run directory (works the same under torchrun)."""
+    from .common import rank
+    from .runs import run_train
+
+    result = run_train(recipe, out, preset=preset, config_file=config, overrides=set_, max_steps=max_steps,
+                       checkpoint_every=checkpoint_every, seed=seed, device=resolve_device(device), resume=resume,
+                       progress=progress)
+    if rank() == 0:
+        typer.echo(f"trained {result.steps} steps in {result.seconds:.1f} s; final loss {result.final_loss:.4g}; "
+                   f"checkpoint: {result.checkpoint}")
+
+
+def sample(
+    ctx: typer.Context,
+    run: Path = typer.Argument(..., help="A run directory made by 'polydiff train'."),
+    out: Path = typer.Option(..., "--out", help="Directory for the sample files."),
+    num: Optional[int] = typer.Option(None, "--num", help="Number of samples (default: the config's sample.num)."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Sampler name (default: the config's sample.sampler)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps (default: the config's sample.steps)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    opt: list[str] = typer.Option([], "--opt", help="A recipe option: --opt name=value (repeatable)."),
+) -> None:
+    """Draw samples from a trained run; recipe options are given as --name value or --opt name=value."""
+    from .runs import run_sample
+
+    files = run_sample(run, out, num=num, sampler=sampler, steps=steps, seed=seed, device=resolve_device(device),
+                       extra_args=list(ctx.args), option_pairs=opt)
+    typer.echo(f"wrote {len(files)} file(s) to {out}")
+
+
+def evaluate(
+    run: Path = typer.Argument(..., help="A run directory made by 'polydiff train'."),
+    samples: Optional[Path] = typer.Option(None, "--samples", help="A directory written by 'polydiff sample'."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the metrics to this JSON file."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+) -> None:
+    """Compute the recipe's metrics and print them as JSON."""
+    from .runs import run_evaluate
+
+    metrics = run_evaluate(run, samples=samples, device=resolve_device(device))
+    text = dump_json(metrics)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    typer.echo(text)
+
+
+def demo(
+    out: Path = typer.Option(Path("polydiff-demo"), "--out", help="Directory for runs, samples and report.md."),
+    recipe: list[str] = typer.Option([], "--recipe", help="Only these recipes (default: every plugin's demo recipe)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Cap training steps (default: the tiny preset's)."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+) -> None:
+    """Train every installed demo recipe's tiny preset, sample, evaluate and write DIR/report.md."""
+    from ..demo import run_demo
+
+    result = run_demo(out, recipes=recipe or None, max_steps=max_steps, device=resolve_device(device))
+    for item in result.items:
+        typer.echo(f"{item.recipe}: {'ok' if item.ok else 'FAILED: ' + str(item.error)}")
+    typer.echo(f"report: {result.report}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def new_plugin(
+    name: str = typer.Argument(..., help="Plugin name (lowercase letters, digits, '-'), e.g. 'spirals'."),
+    out: Path = typer.Option(Path("."), "--out", help="Parent directory of the new package folder."),
+) -> None:
+    """Write a working third-party plugin package (pyproject, one recipe, one test)."""
+    from ..scaffold import write_plugin
+
+    root = write_plugin(name, out)
+    typer.echo(f"wrote {root}\nnext: pip install -e {root} && polydiff plugins")
