@@ -1,3 +1,7 @@
-"""All built-in Gaussian samplers (importing this module registers them)."""
+"""All built-in Gaussian samplers (importing this module registers them).
 
-from . import ode, stochastic  # noqa: F401
+``euler``, ``heun``, ``dpm++2m`` (probability-flow ODE), ``ddim`` and ``ddpm`` (posterior steps),
+``euler-maruyama`` and ``pc`` (reverse SDE).
+"""
+
+from . import ode, sde, stochastic  # noqa: F401

@@ -7,7 +7,7 @@ removes a process's mean offset first). For product processes whose components a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -73,9 +73,6 @@ def is_final(t_next: Tensor | float) -> bool:
     return float(t_next if not isinstance(t_next, Tensor) else t_next.reshape(-1)[0]) == 0.0
 
 
-_ = torch
-
-
 def coef_pair(ctx: SamplerContext, t: Tensor, s: Tensor, x: State, fn: Callable[[ScheduleValues, ScheduleValues], Tensor]) -> State:
     """``fn(schedule(t), schedule(s))`` (shape ``(B,)``) expanded onto ``x``; per component for products."""
     process = ctx.process
@@ -93,3 +90,72 @@ def posterior_std(vt: ScheduleValues, vs: ScheduleValues) -> Tensor:
     """Std of the exact posterior ``q(z_s | z_t, x_0)`` for ``s < t``: ``sigma_s sqrt(1 - (alpha_t sigma_s / (alpha_s sigma_t))^2)``."""
     r = (vt.alpha * vs.sigma) / (vs.alpha * vt.sigma)
     return vs.sigma * (1 - r * r).clamp(min=0).sqrt()
+
+
+def coef_times(
+    ctx: SamplerContext, times: Sequence[Tensor], x: State, fn: Callable[..., Tensor]
+) -> State:
+    """``fn(schedule(t_0), schedule(t_1), ...)`` (shape ``(B,)``) expanded onto ``x``; per component for products.
+
+    Args:
+        times: per-sample times, each ``(B,)``.
+        fn: maps one :class:`ScheduleValues` per time to a ``(B,)`` coefficient.
+    """
+    process = ctx.process
+    if isinstance(process, ProductProcess):
+        return StateDict(
+            {
+                k: ctx.space[k].expand(fn(*(p.schedule(t) for t in times)).to(x[k].dtype), x[k])  # type: ignore[index]
+                for k, p in process.components.items()
+            }
+        )
+    return ctx.space.expand(fn(*(process.schedule(t) for t in times)).to(first_leaf(x).dtype), x)
+
+
+def half_log_snr(v: ScheduleValues) -> Tensor:
+    """DPM-Solver's ``lambda = log(alpha / sigma)`` (half the log-SNR), shape ``(B,)``."""
+    return torch.log(v.alpha) - torch.log(v.sigma)
+
+
+def transition_var_ratio(vt: ScheduleValues, vs: ScheduleValues) -> Tensor:
+    """``sigma_{t|s}^2 / sigma_t^2 = 1 - exp(lambda_t - lambda_s)`` for ``s < t`` (stable form), shape ``(B,)``.
+
+    ``sigma_{t|s}^2 = sigma_t^2 - (alpha_t / alpha_s)^2 sigma_s^2`` is the variance of ``q(z_t | z_s)``.
+    """
+    return (-torch.expm1(vt.log_snr - vs.log_snr)).clamp(min=0.0)
+
+
+def per_sample(ctx: SamplerContext, s: Tensor, x: State) -> State:
+    """Expand a per-sample scalar ``s`` of shape ``(B,)`` onto ``x`` (any state) in ``x``'s dtype."""
+    return ctx.space.expand(s.to(first_leaf(x).dtype), x)
+
+
+def check_finite(value: Tensor, what: str, sampler: str, t: Tensor) -> Tensor:
+    """Raise a ``ValueError`` naming ``sampler`` and ``what`` when ``value`` (shape ``(B,)``) is not finite."""
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(
+            f"{sampler}: {what} is not finite at t={float(t.reshape(-1)[0]):.6g} (alpha_t = 0 or sigma_t = 0 there); "
+            "start the grid below the singular time, e.g. t_start=0.999"
+        )
+    return value
+
+
+def shared_process(ctx: SamplerContext, sampler: str, option: str):
+    """The single Gaussian process of ``ctx`` (or of every component of a product with one shared schedule).
+
+    Raises:
+        ValueError: a product whose components have different schedules (``option`` cannot act on one time).
+    """
+    process = ctx.process
+    if not isinstance(process, ProductProcess):
+        return process
+    comps = list(process.components.values())
+    first = comps[0]
+    for p in comps[1:]:
+        if type(p.schedule_fn) is not type(first.schedule_fn) or p.schedule_fn != first.schedule_fn:
+            raise ValueError(
+                f"{sampler}: option {option!r} needs one shared schedule, but the product process has components "
+                f"with different schedules ({', '.join(f'{k}={c.name}' for k, c in process.components.items())}); "
+                f"set {option}=0"
+            )
+    return first

@@ -1,13 +1,14 @@
-"""Gaussian samplers that step with the x0/eps estimate: DDIM(eta) (and the SDE samplers)."""
+"""Gaussian samplers that step with the x0/eps estimate: DDIM(eta) and DDPM ancestral sampling."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ..state import first_leaf
 from ..types import State
 from .base import SamplerContext, SamplerModel, SamplerSpec
-from .gaussian_common import coef, coef_pair, estimate, is_final, posterior_std, projected_noise
+from .gaussian_common import coef, coef_pair, estimate, is_final, posterior_std, projected_noise, transition_var_ratio
 from .registry import register_builtin
 
 
@@ -40,6 +41,36 @@ def ddim(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> St
     return x
 
 
+def ddpm(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> State:
+    """DDPM ancestral sampling (Ho et al. 2020) for any Gaussian schedule: ``z_s ~ q(z_s | z_t, x0_hat)``.
+
+    The exact Gaussian posterior for ``s < t``, with ``lambda = log(alpha^2 / sigma^2)`` and
+    ``rho = sigma_{t|s}^2 / sigma_t^2 = 1 - exp(lambda_t - lambda_s)``:
+    mean ``(sigma_s / sigma_t) exp((lambda_t - lambda_s) / 2) z_t + alpha_s rho x0_hat`` and
+    variance ``sigma_s^2 rho``. The step to ``t = 0`` returns ``x0_hat``. One NFE per step.
+
+    Shapes: ``x`` is any state; ``grid`` is ``(steps + 1,)``.
+    """
+    n = len(grid) - 1
+    for i in range(n):
+        leaf = first_leaf(x)
+        t, s = ctx.times(grid[i], leaf), ctx.times(grid[i + 1], leaf)
+        d = estimate(model, x, t, ctx)
+        if is_final(grid[i + 1]):
+            x = d.x0
+        else:
+            c_z = coef_pair(ctx, t, s, x, lambda vt, vs: vs.sigma / vt.sigma * torch.exp(0.5 * (vt.log_snr - vs.log_snr)))
+            c_x0 = coef_pair(ctx, t, s, x, lambda vt, vs: vs.alpha * transition_var_ratio(vt, vs))
+            std = coef_pair(ctx, t, s, x, lambda vt, vs: vs.sigma * transition_var_ratio(vt, vs).sqrt())
+            x = c_z * x + c_x0 * d.x0 + std * projected_noise(ctx, x)
+        x = ctx.correct(x, s)
+        ctx.report(i, n, t, s, x, d.x0)
+    return x
+
+
 register_builtin(
     SamplerSpec("ddim", ddim, kind="gaussian", stochastic=True, options={"eta": 0.0}, description="DDIM(eta): eta=0 deterministic, eta=1 DDPM ancestral")
+)
+register_builtin(
+    SamplerSpec("ddpm", ddpm, kind="gaussian", stochastic=True, description="DDPM ancestral sampling from the exact Gaussian posterior q(z_s | z_t, x0_hat)")
 )
