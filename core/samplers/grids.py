@@ -65,6 +65,11 @@ def time_grid(
 def _snr_grid(process: GaussianProcess, kind: str, t_start: float, t_end: float, n: int, rho: float) -> Tensor:
     ends = torch.tensor([t_start, t_end], dtype=torch.float64)
     lam = process.log_snr(ends)
+    if not torch.isfinite(lam[0]):
+        raise ValueError(
+            f"grid kind {kind!r} cannot start at t_start={t_start}: the log-SNR is infinite there "
+            f"(alpha = 0); pass t_start < {t_start} (e.g. 0.999) or use grid='uniform'"
+        )
     if t_end == 0.0 and not torch.isfinite(lam[1]):
         raise ValueError(f"grid kind {kind!r} cannot reach t_end=0 (infinite log-SNR); leave t_end at the process's t_min")
     if n == 0:

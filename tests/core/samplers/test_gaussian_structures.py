@@ -230,3 +230,16 @@ def test_ouve_structures_and_option_errors():
         polydiff.sample(_gauss("vp-linear"), shape=(2, 2), sampler="pc", corrector_steps=-1)
     with pytest.raises(ValueError, match="no option"):
         polydiff.sample(_gauss("vp-linear"), shape=(2, 2), sampler="dpm++2m", eta=1.0)
+
+
+def test_log_snr_grid_refuses_an_infinite_start() -> None:
+    """Flow has alpha = 0 at t = 1: a log-SNR grid cannot start there, and says so."""
+    import pytest as _pytest
+
+    from polydiff import processes
+    from polydiff.samplers import time_grid
+
+    with _pytest.raises(ValueError, match="infinite"):
+        time_grid(processes.get("flow"), 8, kind="log-snr", t_start=1.0)
+    g = time_grid(processes.get("flow"), 8, kind="log-snr", t_start=0.999)
+    assert bool(torch.isfinite(g).all()) and float(g[0]) == 0.999 and float(g[-1]) == 0.0
