@@ -97,8 +97,9 @@ def bare_step_seconds(args: argparse.Namespace, device: str) -> tuple[float, flo
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=False)
     opt = build_optimizer(model, tc)
     sched = build_scheduler(opt, tc)
+    # pinned host memory on CUDA, as the engine uses, so the copy does not wait for the device
     loader = DataLoader(bundle.train, batch_size=tc.batch_size, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(tc.seed))
+                        pin_memory=dev.type == "cuda", generator=torch.Generator().manual_seed(tc.seed))
     gen = torch.Generator(dev).manual_seed(tc.seed)
     use_bf16 = dev.type == "cuda" and tc.bf16
     step, t0, c0 = 0, None, 0.0

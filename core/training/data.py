@@ -113,3 +113,30 @@ def batch_size_of(batch: Any, default: int) -> int:
 
 
 __all__ = ["DataPosition", "ShardedBatches", "batch_size_of", "to_device"]
+
+
+class OneAhead:
+    """Holds at most one batch drawn ahead of time from a ``ShardedBatches.iterate`` stream.
+
+    The engine reads the loss and gradient norm on the host every step (the non-finite guard), which
+    waits for the device. Drawing the next batch (sampling and collating on the CPU) *before* that
+    wait lets the CPU work overlap the device's step, as in a loop that never waits. The stream's
+    order is fixed by its seed, so drawing ahead changes no batch and no saved position: each item
+    carries the position after itself.
+    """
+
+    def __init__(self, stream: Iterator[tuple[Any, list[int], DataPosition]]) -> None:
+        self._stream = stream
+        self._held: tuple[Any, list[int], DataPosition] | None = None
+
+    def fill(self) -> None:
+        """Draw the next item now, if none is held."""
+        if self._held is None:
+            self._held = next(self._stream)
+
+    def take(self) -> tuple[Any, list[int], DataPosition]:
+        """The next item: the one drawn ahead, or a fresh one."""
+        self.fill()
+        item, self._held = self._held, None
+        assert item is not None
+        return item

@@ -34,7 +34,7 @@ from ..errors import CheckpointError, ConfigError, PolydiffError
 from ..recipes import DataBundle, Recipe, RunDir, TrainConfig
 from . import distributed
 from .checkpoint import load_latest
-from .data import DataPosition, ShardedBatches, batch_size_of, to_device
+from .data import DataPosition, OneAhead, ShardedBatches, batch_size_of, to_device
 from .ema import EMA
 from .metrics_log import MetricsLog
 from .optim import build_optimizer, build_scheduler
@@ -193,7 +193,7 @@ def _train(recipe: Recipe, cfg: Any, tc: TrainConfig, run: RunDir, info: distrib
                  f"{tc.batch_size * tc.grad_accum * info.world_size}, {info.world_size} process(es) on {dev.type}, "
                  f"steps {step}->{total}")
 
-    batches = data.iterate(pos)
+    batches = OneAhead(data.iterate(pos))
     model.train()
     last_loss, bad_run = math.nan, 0
     window_t, window_steps, window_samples = time.perf_counter(), 0, 0
@@ -204,7 +204,7 @@ def _train(recipe: Recipe, cfg: Any, tc: TrainConfig, run: RunDir, info: distrib
             loss_sum = torch.zeros((), device=dev, dtype=torch.float32)
             n_samples = 0
             for micro in range(tc.grad_accum):
-                batch, ids, pos = next(batches)
+                batch, ids, pos = batches.take()
                 batch = to_device(batch, dev)
                 gen = ([torch.Generator(dev).manual_seed(mix_seed(tc.seed, step, i)) for i in ids]
                        if tc.per_sample_generators else loss_gen)
@@ -219,6 +219,7 @@ def _train(recipe: Recipe, cfg: Any, tc: TrainConfig, run: RunDir, info: distrib
                     (loss.float() / tc.grad_accum).backward()
                 loss_sum += loss.detach().float()
                 n_samples += batch_size_of(batch, tc.batch_size)
+            batches.fill()  # collate the next batch on the CPU while the device finishes this step
             loss_v = float(distributed.mean_across_ranks(info, loss_sum / tc.grad_accum))
             max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))

@@ -1,0 +1,200 @@
+"""Time-series benchmark: Diffusion-TS protocol on Stocks and Energy, forecasting/imputation CRPS on vic_elec, speed vs steps.
+
+Usage:
+    OMP_NUM_THREADS=2 python benchmarks/timeseries/run.py --quick            # minutes on a laptop CPU
+    python benchmarks/timeseries/run.py --device cuda                        # the 'base' budget (GPU)
+
+Protocol:
+1. Generation (window 24): train ``timeseries/diffusion-ts`` on Stocks and on Energy (min-max scaled),
+   generate as many windows as the evaluation set holds, and compute the discriminative, predictive,
+   context-FID and correlational scores on [0, 1]-scaled windows, next to the Diffusion-TS paper row.
+2. Forecasting and imputation on vic_elec (Demand, Temperature; half-hourly): the same unconditional
+   checkpoint conditioned by replacement, reconstruction guidance and both, plus a CSDI-style
+   mask-conditioned model; baselines: seasonal naive (one day back) for forecasts, linear
+   interpolation for imputation. Metrics in original units on held-out (last 10%) windows.
+3. Quality and time vs steps: DDIM and DPM-Solver++(2M) at 10, 25, 50, 100, 500 NFE (forecast CRPS
+   and seconds per 100 samples).
+
+The budget (steps, sizes, device) is written into the results JSON next to every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from polydiff.recipes import RunDir
+from polydiff.training import load_model, train
+from polydiff_timeseries.config import resolve
+from polydiff_timeseries.data import Series, load_bundled
+from polydiff_timeseries.evaluation import generation_metrics
+from polydiff_timeseries.metrics import probabilistic_metrics
+from polydiff_timeseries.recipes import CSDIRecipe, DiffusionTSRecipe
+from polydiff_timeseries.tasks import forecast_mask, sample_windows
+
+PAPER = {  # Diffusion-TS (ICLR 2024), length 24, README fig. 2 (mean of 5 runs)
+    "stocks": {"context_fid": 0.147, "correlational": 0.004, "discriminative": 0.067, "predictive": 0.036, "predictive_real": 0.036},
+    "energy": {"context_fid": 0.089, "correlational": 0.856, "discriminative": 0.122, "predictive": 0.250, "predictive_real": 0.250},
+}
+
+
+def budget(quick: bool, device: str) -> dict:
+    if quick:
+        return {"preset": "tiny", "train_steps": 1500, "max_rows": 3000, "eval_windows": 200, "gru_iters": 200, "fid_iters": 100,
+                "runs": 1, "gen_steps": 50, "fc_windows": 8, "fc_samples": 32, "nfe": [10, 25, 50], "vic_rows": 6000, "device": device}
+    return {"preset": "base", "train_steps": 12000, "max_rows": 0, "eval_windows": 3000, "gru_iters": 2000, "fid_iters": 1000,
+            "runs": 5, "gen_steps": 100, "fc_windows": 64, "fc_samples": 100, "nfe": [10, 25, 50, 100, 500], "vic_rows": 0, "device": device}
+
+
+def train_recipe(rec, cfg, out: Path, device: str) -> tuple[object, float]:
+    run = RunDir(out)
+    if (run.checkpoints).exists() and any(run.checkpoints.iterdir()):
+        return load_model(rec, cfg, run, device=device), float("nan")
+    t0 = time.perf_counter()
+    train(rec, cfg, run, device=device, progress=False)
+    return load_model(rec, cfg, run, device=device), time.perf_counter() - t0
+
+
+def generation(name: str, b: dict, out: Path) -> dict:
+    rec = DiffusionTSRecipe()
+    cfg = resolve(b["preset"], **{"data.name": name, "data.max_rows": b["max_rows"], "train.steps": b["train_steps"],
+                                  "data.val_fraction": 0.0, "train.log_every": 10**9})
+    model, secs = train_recipe(rec, cfg, out / f"gen-{name}", b["device"])
+    run = RunDir(out / f"gen-{name}")
+    sc = rec.scaler(cfg, run)
+    w = rec.datasets(cfg, run).train.all()
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(w["x"]), generator=g)[: b["eval_windows"]]
+    real = sc.inverse(w["x"][idx].double().numpy())
+    t0 = time.perf_counter()
+    fake = sample_windows(model, None, None, num=len(idx), shape=(1, 24, real.shape[-1]), sampler="ddim", steps=b["gen_steps"], seed=0)
+    gen_secs = time.perf_counter() - t0
+    m = generation_metrics(real, sc.inverse(fake.x[:, 0].double().numpy()), gru_iters=b["gru_iters"], fid_iters=b["fid_iters"], runs=b["runs"])
+    return {"dataset": name, "train_seconds": secs, "generate_seconds": gen_secs, "windows": len(idx), **m}
+
+
+def seasonal_naive(series: Series, starts: np.ndarray, L: int, h: int, period: int) -> np.ndarray:
+    """Point forecasts ``(W, L, C)``: each horizon step copies the value one period earlier."""
+    out = np.stack([series.values[s - period:s - period + L] for s in starts])
+    return out
+
+
+def linear_interp(vals: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Per window and feature, linear interpolation over known entries (flat extrapolation)."""
+    out = vals.copy()
+    for w in range(vals.shape[0]):
+        for c in range(vals.shape[2]):
+            k = known[w, :, c]
+            if k.any():
+                out[w, :, c] = np.interp(np.arange(vals.shape[1]), np.flatnonzero(k), vals[w, k, c])
+    return out
+
+
+def forecasting(b: dict, out: Path) -> dict:
+    L, h, period = 96, 24, 48
+    over = {"data.name": "vic_elec", "data.window": L, "data.max_rows": b["vic_rows"], "train.steps": b["train_steps"],
+            "data.stride": 4, "train.log_every": 10**9}
+    res: dict = {"window": L, "horizon": h}
+    dts, csdi = DiffusionTSRecipe(), CSDIRecipe()
+    cfg = resolve(b["preset"], **over)
+    m_dts, s1 = train_recipe(dts, cfg, out / "vic-dts", b["device"])
+    m_csdi, s2 = train_recipe(csdi, cfg, out / "vic-csdi", b["device"])
+    res["train_seconds"] = {"diffusion-ts": s1, "csdi": s2}
+    run = RunDir(out / "vic-dts")
+    sc = dts.scaler(cfg, run)
+    series = dts._series(cfg)
+    T = len(series.values)
+    cut = int(T * 0.9)
+    starts = np.linspace(max(cut, period), T - L, b["fc_windows"]).astype(int)
+    vals = np.stack([series.values[s:s + L] for s in starts])
+    obs = np.stack([series.observed[s:s + L] for s in starts])
+    y = torch.from_numpy(np.nan_to_num(sc.transform(vals))).float()
+    c = vals.shape[-1]
+    known_f = torch.from_numpy(obs) & forecast_mask(L, c, h)[None]
+    rng = np.random.default_rng(0)
+    known_i = torch.from_numpy(obs & (rng.random(obs.shape) >= 0.5))
+    for task, known in (("forecast", known_f), ("impute", known_i)):
+        target = (torch.from_numpy(obs) & ~known).numpy()
+        rows = {}
+        for label, model, method in (("replacement", m_dts, "replacement"), ("reconstruction", m_dts, "reconstruction"),
+                                     ("reconstruction+replacement", m_dts, "reconstruction+replacement"), ("csdi", m_csdi, "csdi")):
+            t0 = time.perf_counter()
+            r = sample_windows(model, y, known, num=b["fc_samples"], method=method, sampler="ddim", steps=50, seed=0)
+            rows[label] = probabilistic_metrics(sc.inverse(r.x.double().numpy()), vals, target)
+            rows[label]["seconds"] = time.perf_counter() - t0
+        base = seasonal_naive(series, starts, L, h, period) if task == "forecast" else linear_interp(np.nan_to_num(vals), known.numpy())
+        rows["seasonal-naive" if task == "forecast" else "linear-interp"] = probabilistic_metrics(base[None], vals, target)
+        res[task] = rows
+    # quality and time vs steps (forecast task, diffusion-ts + reconstruction guidance)
+    speed = []
+    target = (torch.from_numpy(obs) & ~known_f).numpy()
+    for sampler in ("ddim", "dpm++2m"):
+        for nfe in b["nfe"]:
+            t0 = time.perf_counter()
+            r = sample_windows(m_dts, y, known_f, num=b["fc_samples"], method="replacement", sampler=sampler, steps=nfe, seed=0)
+            secs = time.perf_counter() - t0
+            m = probabilistic_metrics(sc.inverse(r.x.double().numpy()), vals, target)
+            speed.append({"sampler": sampler, "steps": nfe, "nfe_per_sample": r.nfe / max(1, -(-b["fc_samples"] * len(starts) // 256)),
+                          "crps": m["crps"], "seconds_per_100_samples": secs / (b["fc_samples"] * len(starts)) * 100})
+    res["speed"] = speed
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="CPU-minutes budget (tiny models, small evaluations)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default="benchmarks/timeseries/results")
+    ap.add_argument("--work", default="/tmp/polydiff-ts-bench", help="run directories (checkpoints are reused)")
+    ap.add_argument("--only", choices=["generation", "forecasting"], default=None)
+    args = ap.parse_args()
+    b = budget(args.quick, args.device)
+    work = Path(args.work) / ("quick" if args.quick else "full")
+    res: dict = {"budget": b, "command": " ".join(sys.argv), "torch": torch.__version__, "machine": platform.platform(),
+                 "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"}
+    t0 = time.perf_counter()
+    if args.only in (None, "generation"):
+        res["generation"] = [generation(n, b, work) for n in ("stocks", "energy")]
+        res["paper"] = PAPER
+    if args.only in (None, "forecasting"):
+        res["forecasting"] = forecasting(b, work)
+    res["total_seconds"] = time.perf_counter() - t0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"timeseries_{'quick' if args.quick else 'full'}_{args.device.split(':')[0]}.json"
+    path.write_text(json.dumps(res, indent=2, default=float))
+    print(markdown(res))
+    print(f"wrote {path}")
+
+
+def markdown(res: dict) -> str:
+    lines = []
+    if "generation" in res:
+        lines += ["| dataset | metric | polydiff (this run) | Diffusion-TS paper |", "|---|---|---|---|"]
+        for g in res["generation"]:
+            for k in ("context_fid", "correlational", "discriminative", "predictive", "predictive_real"):
+                if k in g:
+                    lines.append(f"| {g['dataset']} | {k} | {g[k]:.3f} | {PAPER[g['dataset']][k]:.3f} |")
+    if "forecasting" in res:
+        f = res["forecasting"]
+        for task in ("forecast", "impute"):
+            lines += ["", f"vic_elec {task} (window {f['window']}, horizon {f['horizon']})", "",
+                      "| method | CRPS | CRPS-sum | MAE | cov50 | cov90 |", "|---|---|---|---|---|---|"]
+            for name, m in f[task].items():
+                lines.append(f"| {name} | {m['crps']:.4f} | {m['crps_sum']:.4f} | {m['mae']:.2f} | {m['coverage_50']:.2f} | {m['coverage_90']:.2f} |")
+        lines += ["", "| sampler | steps | forecast CRPS | s / 100 samples |", "|---|---|---|---|"]
+        for s in f["speed"]:
+            lines.append(f"| {s['sampler']} | {s['steps']} | {s['crps']:.4f} | {s['seconds_per_100_samples']:.3f} |")
+    lines.append(f"\nbudget: {json.dumps(res['budget'])}; total {res['total_seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
