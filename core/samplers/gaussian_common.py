@@ -159,3 +159,24 @@ def shared_process(ctx: SamplerContext, sampler: str, option: str):
                 f"set {option}=0"
             )
     return first
+
+
+Step = Callable[[State, Denoised, Tensor, Tensor], State]
+
+
+def single_evaluation_loop(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext, step: Step) -> State:
+    """Walk ``grid`` with one network evaluation per step.
+
+    ``step(x, d, t, s)`` maps the state at ``t`` and the estimate ``d`` there to the state at
+    ``s < t`` (``t``, ``s`` of shape ``(B,)``); a step that lands on ``t = 0`` returns ``d.x0``.
+    State corrections and the step report are applied after every step.
+    """
+    n = len(grid) - 1
+    for i in range(n):
+        leaf = first_leaf(x)
+        t, s = ctx.times(grid[i], leaf), ctx.times(grid[i + 1], leaf)
+        d = estimate(model, x, t, ctx)
+        x = d.x0 if is_final(grid[i + 1]) else step(x, d, t, s)
+        x = ctx.correct(x, s)
+        ctx.report(i, n, t, s, x, d.x0)
+    return x

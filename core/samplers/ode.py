@@ -12,6 +12,7 @@ from ..state import first_leaf
 from ..types import State
 from .base import SamplerContext, SamplerModel, SamplerSpec
 from .gaussian_common import (
+    single_evaluation_loop,
     coef_pair,
     coef_times,
     combine,
@@ -30,17 +31,7 @@ def euler(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> S
 
     One network evaluation per step. First order in the step size.
     """
-    n = len(grid) - 1
-    for i in range(n):
-        t, t_next = ctx.times(grid[i], _leaf(x)), ctx.times(grid[i + 1], _leaf(x))
-        d = estimate(model, x, t, ctx)
-        if is_final(grid[i + 1]):
-            x = d.x0
-        else:
-            x = x + _dt(ctx, t, t_next, x) * velocity(ctx, t, d)
-        x = ctx.correct(x, t_next)
-        ctx.report(i, n, t, t_next, x, d.x0)
-    return x
+    return single_evaluation_loop(model, x, grid, ctx, lambda x, d, t, s: x + _dt(ctx, t, s, x) * velocity(ctx, t, d))
 
 
 def heun(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> State:

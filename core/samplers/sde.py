@@ -12,7 +12,7 @@ from torch import Tensor
 from ..state import first_leaf
 from ..types import State
 from .base import SamplerContext, SamplerModel, SamplerSpec
-from .gaussian_common import check_finite, coef, estimate, is_final, projected_noise
+from .gaussian_common import check_finite, coef, estimate, is_final, projected_noise, single_evaluation_loop
 from .registry import register_builtin
 
 
@@ -24,15 +24,7 @@ def euler_maruyama(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerCont
 
     Shapes: ``x`` is any state; ``grid`` is ``(steps + 1,)``.
     """
-    n = len(grid) - 1
-    for i in range(n):
-        leaf = first_leaf(x)
-        t, s = ctx.times(grid[i], leaf), ctx.times(grid[i + 1], leaf)
-        d = estimate(model, x, t, ctx)
-        x = d.x0 if is_final(grid[i + 1]) else _em_step(ctx, x, d.eps, t, s, "euler-maruyama")
-        x = ctx.correct(x, s)
-        ctx.report(i, n, t, s, x, d.x0)
-    return x
+    return single_evaluation_loop(model, x, grid, ctx, lambda x, d, t, s: _em_step(ctx, x, d.eps, t, s, "euler-maruyama"))
 
 
 def _em_step(ctx: SamplerContext, x: State, eps: State, t: Tensor, s: Tensor, name: str) -> State:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..state import first_leaf
 from ..types import State
 from .base import SamplerContext, SamplerModel, SamplerSpec
-from .gaussian_common import coef, coef_pair, estimate, is_final, posterior_std, projected_noise, transition_var_ratio
+from .gaussian_common import coef, coef_pair, posterior_std, projected_noise, single_evaluation_loop, transition_var_ratio
 from .registry import register_builtin
 
 
@@ -22,23 +21,15 @@ def ddim(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> St
     eta = float(ctx.option("eta", 0.0))
     if eta < 0.0:
         raise ValueError(f"ddim: eta must be >= 0, got {eta}")
-    n = len(grid) - 1
-    for i in range(n):
-        leaf = first_leaf(x)
-        t, s = ctx.times(grid[i], leaf), ctx.times(grid[i + 1], leaf)
-        d = estimate(model, x, t, ctx)
-        if is_final(grid[i + 1]):
-            x = d.x0
-        else:
-            a_s = coef(ctx, s, x, lambda v: v.alpha)
-            sig_s = coef(ctx, s, x, lambda v: v.sigma)
-            c = coef_pair(ctx, t, s, x, lambda vt, vs: eta * posterior_std(vt, vs))
-            x = a_s * d.x0 + (sig_s * sig_s - c * c) ** 0.5 * d.eps
-            if eta > 0:
-                x = x + c * projected_noise(ctx, x)
-        x = ctx.correct(x, s)
-        ctx.report(i, n, t, s, x, d.x0)
-    return x
+
+    def step(x: State, d, t: Tensor, s: Tensor) -> State:
+        a_s = coef(ctx, s, x, lambda v: v.alpha)
+        sig_s = coef(ctx, s, x, lambda v: v.sigma)
+        c = coef_pair(ctx, t, s, x, lambda vt, vs: eta * posterior_std(vt, vs))
+        x_s = a_s * d.x0 + (sig_s * sig_s - c * c) ** 0.5 * d.eps
+        return x_s + c * projected_noise(ctx, x) if eta > 0 else x_s
+
+    return single_evaluation_loop(model, x, grid, ctx, step)
 
 
 def ddpm(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> State:
@@ -51,21 +42,14 @@ def ddpm(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> St
 
     Shapes: ``x`` is any state; ``grid`` is ``(steps + 1,)``.
     """
-    n = len(grid) - 1
-    for i in range(n):
-        leaf = first_leaf(x)
-        t, s = ctx.times(grid[i], leaf), ctx.times(grid[i + 1], leaf)
-        d = estimate(model, x, t, ctx)
-        if is_final(grid[i + 1]):
-            x = d.x0
-        else:
-            c_z = coef_pair(ctx, t, s, x, lambda vt, vs: vs.sigma / vt.sigma * torch.exp(0.5 * (vt.log_snr - vs.log_snr)))
-            c_x0 = coef_pair(ctx, t, s, x, lambda vt, vs: vs.alpha * transition_var_ratio(vt, vs))
-            std = coef_pair(ctx, t, s, x, lambda vt, vs: vs.sigma * transition_var_ratio(vt, vs).sqrt())
-            x = c_z * x + c_x0 * d.x0 + std * projected_noise(ctx, x)
-        x = ctx.correct(x, s)
-        ctx.report(i, n, t, s, x, d.x0)
-    return x
+
+    def step(x: State, d, t: Tensor, s: Tensor) -> State:
+        c_z = coef_pair(ctx, t, s, x, lambda vt, vs: vs.sigma / vt.sigma * torch.exp(0.5 * (vt.log_snr - vs.log_snr)))
+        c_x0 = coef_pair(ctx, t, s, x, lambda vt, vs: vs.alpha * transition_var_ratio(vt, vs))
+        std = coef_pair(ctx, t, s, x, lambda vt, vs: vs.sigma * transition_var_ratio(vt, vs).sqrt())
+        return c_z * x + c_x0 * d.x0 + std * projected_noise(ctx, x)
+
+    return single_evaluation_loop(model, x, grid, ctx, step)
 
 
 register_builtin(
