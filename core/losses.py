@@ -45,8 +45,10 @@ class LossOutput:
 
     Attributes:
         loss: scalar to minimise: ``per_sample.sum() / count.sum()``.
-        per_sample: per-sample summed loss, shape ``(B,)`` (nats per sample for discrete NELBOs).
-        count: per-sample number of elements (tokens, coordinates) the sum runs over, shape ``(B,)``.
+        per_sample: per-sample summed loss, shape ``(B,)`` (nats per sample for discrete NELBOs). For a
+            product process it is the weighted sum of each component's per-element mean.
+        count: per-sample number of elements (tokens, coordinates) the sum runs over, shape ``(B,)``
+            (all ones for a product process, whose per-sample value is already a mean).
         t: the sampled times, shape ``(B,)``.
     """
 
@@ -83,7 +85,12 @@ def sample_time(
     if kind == "uniform":
         u = _uniforms(batch_size, generator, device, torch.float64)
     elif kind == "stratified":
-        u0 = _uniforms(1, generator if isinstance(generator, torch.Generator) or generator is None else generator[0], device, torch.float64)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(
+                "time_sampling='stratified' spreads one offset over the batch, so it cannot honour per-sample "
+                "generators; use 'uniform' with per-sample generators"
+            )
+        u0 = _uniforms(1, generator, device, torch.float64)
         u = (u0 + torch.arange(batch_size, device=device, dtype=torch.float64) / batch_size) % 1.0
     elif kind == "logit-normal":
         n = _normal(batch_size, generator, device)
@@ -160,15 +167,25 @@ def diffusion_loss(
     process = model.process
     b = space.batch_size(x_0)
     leaf = first_leaf(x_0)
-    tdtype = leaf.dtype if leaf.is_floating_point() else torch.float32
+    # times are at least float32 even for half-precision data (bf16 would quantise t)
+    tdtype = torch.promote_types(leaf.dtype, torch.float32) if leaf.is_floating_point() else torch.float32
     if t is None:
         t = sample_time(process, b, kind=time_sampling, generator=generator, device=leaf.device, dtype=tdtype, **(time_params or {}))
+        if discrete_objective == "elbo" and _is_discrete(process):
+            # the discrete-time ELBO scores x_t against the posterior at grid times: noise at the grid time itself
+            t = (torch.ceil(t.to(torch.float64) * elbo_steps).clamp(1, elbo_steps) / elbo_steps).to(tdtype)
     noised = process.noise(x_0, t, generator=generator, space=space, cond=cond)
     out = model(noised.x_t, t, cond, space=space)
     per, count = _component_loss(model, process, model.prediction, out, x_0, noised.x_t, noised.noise, t, cond, space,
                                  weighting=weighting, min_snr_gamma=min_snr_gamma,
                                  discrete_objective=discrete_objective, elbo_steps=elbo_steps)
     return LossOutput(loss=per.sum() / count.sum(), per_sample=per, count=count, t=t)
+
+
+def _is_discrete(process: ForwardProcess) -> bool:
+    if isinstance(process, ProductProcess):
+        return any(_is_discrete(p) for p in process.components.values())
+    return isinstance(process, DiscreteProcess)
 
 
 def _component_loss(model, process, prediction, out, x_0, x_t, noise, t, cond, space, **kw) -> tuple[Tensor, Tensor]:
@@ -209,13 +226,23 @@ def masked_nelbo(process: DiscreteProcess, logits: Tensor, x_0: Tensor, x_t: Ten
     """
     if not isinstance(process, MaskedProcess):
         raise ValueError("the continuous-time NELBO is for the masked process; use discrete_objective='elbo' for other kernels")
-    v = process.schedule(t)
+    _check_logits(process, logits)
+    v = process.schedule(t.to(torch.float64))  # float64: 1 - alpha_t cancels badly near t = 0 in float32
     log_p = torch.log_softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, dim=-1)
     nll = -log_p.gather(-1, x_0.unsqueeze(-1)).squeeze(-1)
     masked = x_t == process.mask_id
-    weight = (-v.d_alpha / (1.0 - v.alpha)).to(nll.dtype)
-    per_token = torch.where(masked, nll, torch.zeros_like(nll)) * space.expand(weight, nll)
+    weight = (-v.d_alpha / (1.0 - v.alpha).clamp(min=torch.finfo(torch.float64).tiny)).to(nll.dtype)
+    # only masked tokens carry weight; where() (not a product) keeps an infinite weight at t -> 0 out of unmasked tokens
+    per_token = torch.where(masked, nll * space.expand(weight, nll), torch.zeros_like(nll))
     return space.sum(per_token), space.count(nll)
+
+
+def _check_logits(process: DiscreteProcess, logits: Tensor) -> None:
+    if logits.shape[-1] != process.vocab_size:
+        raise ValueError(
+            f"x0_logits must have last dimension vocab_size={process.vocab_size} (the mask is not a class of x_0), "
+            f"got {logits.shape[-1]}"
+        )
 
 
 def discrete_time_elbo_term(
@@ -228,6 +255,7 @@ def discrete_time_elbo_term(
     """
     from .denoiser import _interpret
 
+    _check_logits(process, logits)
     t_grid = (torch.ceil(t.to(torch.float64) * steps).clamp(1, steps)) / steps
     s_grid = t_grid - 1.0 / steps
     a_t = space.expand(process.schedule(t_grid).alpha, x_t)

@@ -166,6 +166,12 @@ def run_sample(
     out = Path(out)
     with recipe_errors(recipe):
         model = load_model(recipe, cfg, run, ema=True, device=device)
+        process = getattr(model, "process", None)
+        if process is not None and sampler not in sampler_names(process):
+            raise UserInputError(
+                f"sampler {sampler!r} does not work with this run's {process.name!r} process; "
+                f"use one of: {', '.join(sampler_names(process))}"
+            )
         samples = recipe.sample(model, cfg, run, num=num, sampler=sampler, steps=steps, seed=seed, options=opts)
         out.mkdir(parents=True, exist_ok=True)
         return list(recipe.write_samples(samples, out, cfg, run))

@@ -61,13 +61,13 @@ class MatrixOperator:
         if not isinstance(x, Tensor) or tuple(x.shape[1:]) != self.event_shape:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"MatrixOperator.forward: expected a tensor (B, {', '.join(map(str, self.event_shape))}), got {got}")
-        return x.reshape(x.shape[0], -1) @ self.matrix.to(x.dtype).T
+        return x.reshape(x.shape[0], -1) @ self.matrix.to(device=x.device, dtype=x.dtype).T
 
     def adjoint(self, y: Tensor) -> Tensor:
         """``A^T y`` per sample: ``(B, m) -> (B, *event_shape)``."""
         if y.ndim != 2 or y.shape[1] != self.matrix.shape[0]:
             raise ValueError(f"MatrixOperator.adjoint: expected a tensor (B, {self.matrix.shape[0]}), got {tuple(y.shape)}")
-        return (y @ self.matrix.to(y.dtype)).reshape(y.shape[0], *self.event_shape)
+        return (y @ self.matrix.to(device=y.device, dtype=y.dtype)).reshape(y.shape[0], *self.event_shape)
 
     def range_space(self, space: DataSpace) -> DataSpace:
         """Measurements are dense ``(B, m)``."""

@@ -160,6 +160,10 @@ def _check_process(process: Any) -> None:
         bad = [k for k, p in process.components.items() if not isinstance(p, GaussianProcess)]
         if bad:
             raise ValueError(f"the probability-flow likelihood needs Gaussian components; {bad} are not (use the discrete ELBO)")
+        offset = [k for k, p in process.components.items() if p.has_offset]
+        if offset:
+            raise ValueError(f"product components {offset} have a mean offset (mean-reverting); "
+                             "the likelihood supports those processes only on their own")
         return
     if not isinstance(process, GaussianProcess):
         raise ValueError(

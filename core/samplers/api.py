@@ -107,10 +107,12 @@ def sample(
     else:
         x = process.prior_sample(template, generator=generator, space=space, cond=cond, t=t0)
 
+    _check_start(model, process, t0)
     offset = isinstance(process, GaussianProcess) and process.has_offset
     if offset:
         sampler_model = _StandardCoordinates(sampler_model, space)
         x = x - process.offset(_full(batch_size, t0, template), x, space=space, cond=cond)
+        callback = _offset_callback(callback, process, space, cond) if callback is not None else None
 
     counted = CountingModel(sampler_model)
     ctx = SamplerContext(
@@ -131,7 +133,43 @@ def sample(
     if offset:
         out = out + process.offset(_full(batch_size, float(g[-1]), template), out, space=space, cond=cond)
     traj = tuple(ctx.trajectory) if return_trajectory else None
+    if offset and traj is not None:  # report every state in data coordinates, like .x
+        traj = tuple(z + process.offset(_full(batch_size, float(g[i]), template), z, space=space, cond=cond) for i, z in enumerate(traj))
     return SampleResult(x=out, nfe=counted.nfe, steps=len(g) - 1, trajectory=traj, grid=g)
+
+
+def _check_start(model: Any, process: Any, t0: float) -> None:
+    """Refuse a start where ``alpha = 0`` for an eps/score model (its x0 estimate would be infinite),
+    and mean-reverting components inside product processes (not supported by the samplers)."""
+    from ..types import Prediction
+
+    components = process.components if isinstance(process, ProductProcess) else {"": process}
+    prediction = getattr(model, "prediction", None)
+    for key, p in components.items():
+        if not isinstance(p, GaussianProcess):
+            continue
+        if key and p.has_offset:
+            raise ValueError(f"product component {key!r} drifts toward a conditioning signal (mean offset); "
+                             "samplers support mean-reverting processes only on their own, not inside a product")
+        pred = prediction.get(key) if isinstance(prediction, dict) else prediction
+        if pred in (Prediction.EPS, Prediction.SCORE):
+            alpha = float(p.schedule(torch.tensor([t0], dtype=torch.float64)).alpha[0])
+            if alpha == 0.0:
+                name = f"component {key!r} of the process" if key else f"process {p.name!r}"
+                raise ValueError(
+                    f"{name} has alpha = 0 at t_start={t0}, where an {pred.value!r} prediction cannot give x0; "
+                    "pass t_start below it (e.g. 0.999) or train an x0, v or velocity prediction"
+                )
+
+
+def _offset_callback(callback: Callable[[StepInfo], None], process: GaussianProcess, space: DataSpace, cond: Cond | None):
+    """Wrap a step callback so it sees states in data coordinates (``z + m_t``), like ``SampleResult.x``."""
+    from dataclasses import replace
+
+    def wrapped(info: StepInfo) -> None:
+        callback(replace(info, x=info.x + process.offset(info.t_next, info.x, space=space, cond=cond)))
+
+    return wrapped
 
 
 def _needs_grad(wrappers: list[Any]) -> bool:
@@ -140,7 +178,7 @@ def _needs_grad(wrappers: list[Any]) -> bool:
 
 def _time_dtype(template: State) -> torch.dtype:
     leaf = first_leaf(template)
-    return leaf.dtype if leaf.is_floating_point() else torch.float64
+    return torch.promote_types(leaf.dtype, torch.float32) if leaf.is_floating_point() else torch.float64
 
 
 def _full(b: int, t: float, template: State) -> Tensor:

@@ -43,7 +43,9 @@ class StepInfo:
     Attributes:
         step: index of the step just taken (0-based); n_steps: total steps.
         t, t_next: times before and after the step, shape ``(B,)``.
-        x: the state at ``t_next``; x0: the model's clean estimate used in the step (or ``None``).
+        x: the state at ``t_next`` (in data coordinates, also for mean-reverting processes).
+        x0: the estimate used in the step: the x0 estimate (Gaussian), ``p(x0 | x_t)`` probabilities
+            (discrete), the whole :class:`~polydiff.denoiser.ProductDenoised` (mixed products), or ``None``.
     """
 
     step: int
@@ -88,7 +90,8 @@ class SamplerContext:
 
     def times(self, t: Tensor | float, like: Tensor) -> Tensor:
         """Broadcast a grid time to per-sample times ``(B,)`` with ``like``'s dtype and device."""
-        dtype = like.dtype if like.is_floating_point() else torch.float64
+        # at least float32: half-precision times would quantise a fine grid into zero-length steps
+        dtype = torch.promote_types(like.dtype, torch.float32) if like.is_floating_point() else torch.float64
         return torch.full((self.batch_size,), float(t), dtype=dtype, device=like.device)
 
     def correct(self, x: State, t: Tensor) -> State:

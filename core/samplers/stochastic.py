@@ -12,15 +12,15 @@ from .registry import register_builtin
 
 
 def ddim(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> State:
-    """DDIM (Song et al. 2021) for any Gaussian schedule, option ``eta >= 0``.
+    """DDIM (Song et al. 2021) for any Gaussian schedule, option ``eta`` in ``[0, 1]``.
 
     ``z_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c * noise`` where ``c = eta * std(q(z_s | z_t, x_0))``.
     ``eta = 0`` is deterministic DDIM (first-order DPM-Solver); ``eta = 1`` is DDPM's ancestral step.
     The step to ``t = 0`` returns ``x0_hat``.
     """
     eta = float(ctx.option("eta", 0.0))
-    if eta < 0.0:
-        raise ValueError(f"ddim: eta must be >= 0, got {eta}")
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"ddim: eta must be in [0, 1] (1 is DDPM's posterior variance), got {eta}")
 
     def step(x: State, d, t: Tensor, s: Tensor) -> State:
         a_s = coef(ctx, s, x, lambda v: v.alpha)

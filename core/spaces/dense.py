@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..types import GeneratorLike
-from .base import DataSpace, Draw, draw_batched
+from .base import DataSpace, Draw, _draw_on, draw_batched, split_generator
 
 
 class DenseSpace(DataSpace):
@@ -52,6 +52,20 @@ class MaskedSpace(DenseSpace):
 
     def project(self, x: Tensor) -> Tensor:
         return x * self._mask_for(x).to(x.dtype) if x.is_floating_point() else torch.where(self._mask_for(x), x, 0)
+
+    def _draw(self, x: Tensor, generator: GeneratorLike, draw: Draw, dtype: torch.dtype) -> Tensor:
+        """One generator: one draw for the batch. One per sample: each sample draws exactly its real
+        entries (so the values do not depend on the padded length, i.e. on the rest of the batch)."""
+        gens = split_generator(generator, x.shape[0])
+        if not isinstance(gens, list):
+            return _draw_on(draw, tuple(x.shape), gens, dtype, x.device)
+        self._mask_for(x)
+        out = torch.zeros(x.shape, dtype=dtype, device=x.device)
+        mask = self.mask.to(x.device)
+        for b, g in enumerate(gens):
+            real = mask[b].nonzero(as_tuple=True)[0]
+            out[b, real] = _draw_on(draw, (real.numel(), *x.shape[2:]), g, dtype, x.device)
+        return out
 
     def sum(self, x: Tensor) -> Tensor:
         m = self._mask_for(x)

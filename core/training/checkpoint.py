@@ -241,6 +241,10 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return directory / name
 
 
+REQUIRED_FILES = frozenset({"model.safetensors", "state.safetensors", "state.json"})
+"""Files every checkpoint's manifest must list (``ema.safetensors`` is optional for weights-only use)."""
+
+
 def verify(path: Path) -> dict[str, Any]:
     """Check every file of checkpoint ``path`` against its manifest; return the manifest.
 
@@ -259,14 +263,21 @@ def verify(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {mpath} is corrupt: {e}") from None
     if manifest.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {mpath} has format {manifest.get('format')!r}; this polydiff reads format {FORMAT}")
+    if not isinstance(files, dict) or not REQUIRED_FILES <= set(files):
+        missing = sorted(REQUIRED_FILES - set(files)) if isinstance(files, dict) else sorted(REQUIRED_FILES)
+        raise CheckpointError(f"checkpoint {mpath} is corrupt: the manifest does not list {missing}")
     for name, meta in files.items():
         f = path / name
         if not f.is_file():
             raise CheckpointError(f"checkpoint {f} is corrupt: the file is missing")
+        try:
+            expected_bytes, expected_sha = int(meta["bytes"]), str(meta["sha256"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"checkpoint {mpath} is corrupt: bad manifest entry for {name!r}") from None
         size = f.stat().st_size
-        if size != meta["bytes"]:
-            raise CheckpointError(f"checkpoint {f} is corrupt: {size} bytes, the manifest says {meta['bytes']}")
-        if _sha256(f) != meta["sha256"]:
+        if size != expected_bytes:
+            raise CheckpointError(f"checkpoint {f} is corrupt: {size} bytes, the manifest says {expected_bytes}")
+        if _sha256(f) != expected_sha:
             raise CheckpointError(f"checkpoint {f} is corrupt: sha256 does not match the manifest")
     return manifest
 

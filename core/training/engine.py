@@ -91,6 +91,14 @@ def _check(tc: Any) -> TrainConfig:
         raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {tc.min_lr_ratio}")
     if not 0.0 <= tc.ema_decay < 1.0:
         raise ConfigError(f"train.ema_decay must be in [0, 1), got {tc.ema_decay}")
+    if not (math.isfinite(tc.lr) and tc.lr > 0):
+        raise ConfigError(f"train.lr must be a finite number > 0, got {tc.lr}")
+    if not (math.isfinite(tc.weight_decay) and tc.weight_decay >= 0):
+        raise ConfigError(f"train.weight_decay must be a finite number >= 0, got {tc.weight_decay}")
+    if not (math.isfinite(tc.grad_clip) and tc.grad_clip >= 0):
+        raise ConfigError(f"train.grad_clip must be a finite number >= 0 (0 turns clipping off), got {tc.grad_clip}")
+    if len(tc.betas) != 2 or not all(0.0 <= b < 1.0 for b in tc.betas):
+        raise ConfigError(f"train.betas must be two numbers in [0, 1), got {tc.betas}")
     return tc
 
 
@@ -219,7 +227,10 @@ def _train(recipe: Recipe, cfg: Any, tc: TrainConfig, run: RunDir, info: distrib
                     (loss.float() / tc.grad_accum).backward()
                 loss_sum += loss.detach().float()
                 n_samples += batch_size_of(batch, tc.batch_size)
-            batches.fill()  # collate the next batch on the CPU while the device finishes this step
+            if (step + 1) % tc.checkpoint_every != 0 and step + 1 < total:
+                # collate the next batch on the CPU while the device finishes this step; not before a
+                # checkpoint, whose RNG snapshot must precede the next batch (datasets may draw random numbers)
+                batches.fill()
             loss_v = float(distributed.mean_across_ranks(info, loss_sum / tc.grad_accum))
             max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
