@@ -113,7 +113,7 @@ def _run_one(name: str, out: Path, *, max_steps: int | None, device: str, num: i
         metrics = run_evaluate(run_dir, samples=samples_dir, device=device)
         fig_dir.mkdir(parents=True, exist_ok=True)
         markdown = get_recipe(name).report(metrics, samples_dir, fig_dir)
-        markdown = _relink(markdown, fig_dir, out)
+        markdown = _relink(markdown, fig_dir, out) + _plots_not_linked(markdown, (fig_dir, samples_dir), out)
     except Exception as exc:  # one failing recipe must not stop the others
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "error.txt").write_text(traceback.format_exc())
@@ -122,6 +122,17 @@ def _run_one(name: str, out: Path, *, max_steps: int | None, device: str, num: i
                         time.perf_counter() - start)
     return DemoItem(name, True, None, run_dir, samples_dir, dict(metrics), result.steps, result.final_loss,
                     time.perf_counter() - start, markdown)
+
+
+def _plots_not_linked(markdown: str, folders: Sequence[Path], out: Path) -> str:
+    """Markdown images for the PNG files a recipe wrote (into its figures or samples folder) but did not link."""
+    lines = []
+    for folder in folders:
+        for png in sorted(folder.glob("*.png")) if folder.is_dir() else []:
+            if png.name not in markdown:
+                rel = Path(os.path.relpath(png, out)).as_posix()
+                lines.append(f"![{png.stem}]({rel})")
+    return ("\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def _relink(markdown: str, fig_dir: Path, out: Path) -> str:

@@ -17,7 +17,9 @@ in a step the next step reuses the previous ``p(x_0 | x_t)`` instead of calling 
 this kind). With a time-conditioned network it is an approximation: the reused output was computed at
 an earlier ``t`` (MDLM caches anyway). The uniforms drawn are the same with and without the cache, so
 for a time-independent network ``cached`` and ``ancestral`` return identical samples from the same
-generator; :attr:`SampleResult.nfe` counts only real network calls (RADD's E-NFE).
+generator; :attr:`SampleResult.nfe` counts only real network calls (RADD's E-NFE). The cache is per
+sample: a call evaluates only the samples whose tokens changed (dense and padded spaces; other spaces
+call the network on the whole batch when any sample changed), so its cost is proportional to them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import Tensor
 
 from ..processes import MaskedProcess
 from .base import SamplerContext, SamplerModel, SamplerSpec
-from .discrete_common import MaskedOnlySpec, draw, is_zero, require_discrete, token_alpha, x0_probs
+from .discrete_common import MaskedOnlySpec, draw, is_zero, require_discrete, token_alpha, x0_probs, x0_probs_rows
 from .registry import register_builtin
 
 
@@ -55,8 +57,19 @@ def _ancestral(model: SamplerModel, x: Tensor, grid: Tensor, ctx: SamplerContext
     cached_p0: Tensor | None = None
     for i in range(n):
         t, s = ctx.times(grid[i], x), ctx.times(grid[i + 1], x)
-        if cache and cached_x is not None and torch.equal(cached_x, x):
-            p0 = cached_p0
+        if cache and cached_x is not None and cached_p0 is not None:
+            changed = (cached_x != x).reshape(x.shape[0], -1).any(dim=1)
+            if not bool(changed.any()):
+                p0 = cached_p0
+            else:  # call the network on the samples whose tokens changed, reuse the rest
+                rows = changed.nonzero(as_tuple=True)[0]
+                fresh = x0_probs_rows(model, x, t, ctx, rows) if rows.numel() < x.shape[0] else None
+                if fresh is None:
+                    p0 = x0_probs(model, x, t, ctx)
+                else:
+                    p0 = cached_p0.clone()
+                    p0[rows] = fresh
+            cached_x, cached_p0 = x, p0
         else:
             p0 = x0_probs(model, x, t, ctx)
             cached_x, cached_p0 = x, p0

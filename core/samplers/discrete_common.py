@@ -17,7 +17,7 @@ from ..denoiser import DiscreteDenoised
 from dataclasses import dataclass
 
 from ..processes import DiscreteProcess, ForwardProcess, MaskedProcess, sample_categorical
-from ..spaces import DataSpace, MaskedSpace
+from ..spaces import DataSpace, DenseSpace, MaskedSpace
 from .base import SamplerContext, SamplerModel, SamplerSpec
 
 
@@ -42,6 +42,29 @@ def require_discrete(ctx: SamplerContext, name: str, *, masked_only: bool = Fals
 def x0_probs(model: SamplerModel, x: Tensor, t: Tensor, ctx: SamplerContext) -> Tensor:
     """One network call: ``p(x_0 | x_t)`` in float64, shape ``(B, ..., vocab_size)``."""
     d = model.denoise(x, t, ctx.cond, space=ctx.space)
+    if not isinstance(d, DiscreteDenoised):
+        raise TypeError(f"a discrete sampler got {type(d).__name__} from the model; expected DiscreteDenoised")
+    return d.probs
+
+
+def x0_probs_rows(model: SamplerModel, x: Tensor, t: Tensor, ctx: SamplerContext, rows: Tensor) -> Tensor | None:
+    """``p(x_0 | x_t)`` for the samples ``rows`` only (one network call on ``len(rows)`` samples), or ``None``
+    when the space or the conditioning cannot be restricted to a subset of the batch.
+
+    Dense and padded spaces are supported; conditioning tensors whose leading dimension is the batch
+    size are restricted to the same rows, and any other conditioning value is passed unchanged.
+    """
+    b = ctx.batch_size
+    if type(ctx.space) is DenseSpace:
+        space: DataSpace = ctx.space
+    elif isinstance(ctx.space, MaskedSpace):
+        space = MaskedSpace(ctx.space.mask[rows.to(ctx.space.mask.device)])
+    else:
+        return None
+    cond = ctx.cond
+    if cond:
+        cond = {k: (v[rows.to(v.device)] if isinstance(v, Tensor) and v.ndim > 0 and v.shape[0] == b else v) for k, v in cond.items()}
+    d = model.denoise(x[rows], t[rows], cond, space=space)
     if not isinstance(d, DiscreteDenoised):
         raise TypeError(f"a discrete sampler got {type(d).__name__} from the model; expected DiscreteDenoised")
     return d.probs

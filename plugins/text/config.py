@@ -92,8 +92,8 @@ PRESETS = {
     # 2 CPU cores, <= 2 minutes including data loading
     "tiny": {
         "data.block_size": 64, "model.d_model": 64, "model.n_layers": 2, "model.n_heads": 2,
-        "train.steps": 300, "train.batch_size": 16, "train.lr": 2e-3, "train.warmup_steps": 20,
-        "train.ema_decay": 0.99, "train.bf16": False, "train.checkpoint_every": 300, "train.log_every": 50,
+        "train.steps": 1500, "train.batch_size": 16, "train.lr": 2e-3, "train.warmup_steps": 20,
+        "train.ema_decay": 0.99, "train.bf16": False, "train.checkpoint_every": 500, "train.log_every": 100,
         "sample.num": 4, "sample.steps": 64, "eval.max_blocks": 32, "eval.mc": 4, "eval.gen_num": 4, "eval.gen_steps": 32,
     },
     # CPU benchmark (minutes to tens of minutes)

@@ -77,7 +77,7 @@ class TSConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"train.steps": 400, "train.batch_size": 32, "train.warmup_steps": 20, "train.checkpoint_every": 400,
+    "tiny": {"train.steps": 1500, "train.batch_size": 32, "train.warmup_steps": 20, "train.checkpoint_every": 500,
              "train.log_every": 50, "model.d_model": 32, "model.n_heads": 2, "model.enc_layers": 1, "model.dec_layers": 1,
              "model.csdi_channels": 16, "model.csdi_layers": 1, "data.max_rows": 2000, "data.stride": 2,
              "eval.num_windows": 128, "eval.gru_iters": 100, "eval.fid_iters": 50, "eval.forecast_windows": 8,
