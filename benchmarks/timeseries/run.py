@@ -154,8 +154,11 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/timeseries/results")
     ap.add_argument("--work", default="/tmp/polydiff-ts-bench", help="run directories (checkpoints are reused)")
     ap.add_argument("--only", choices=["generation", "forecasting"], default=None)
+    ap.add_argument("--nfe", default=None, help="comma-separated step counts for the speed sweep (default: the budget's)")
     args = ap.parse_args()
     b = budget(args.quick, args.device)
+    if args.nfe:
+        b["nfe"] = [int(v) for v in args.nfe.split(",")]
     work = Path(args.work) / ("quick" if args.quick else "full")
     res: dict = {"budget": b, "command": " ".join(sys.argv), "torch": torch.__version__, "machine": platform.platform(),
                  "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"}

@@ -93,6 +93,8 @@ class TextTransformer(nn.Module):
         super().__init__()
         self.vocab_size = int(vocab_size)
         self.time_conditioning = bool(time_conditioning)
+        #: read by the core's ``cached`` sampler (``require_time_independent``): RADD's network ignores t
+        self.time_independent = not self.time_conditioning
         self.embed = nn.Embedding(self.vocab_size + 1, d_model)
         cond_dim = d_model if self.time_conditioning else None
         self.t_mlp = (nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model))

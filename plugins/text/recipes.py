@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import polydiff
+import polydiff.errors
 from polydiff.errors import ConfigError
 from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
 
@@ -70,8 +71,17 @@ def load_run_model(path: str | Path, recipe: Recipe | None = None) -> tuple[Any,
     from polydiff.config import load_config
     from polydiff.training import load_model
 
+    import tomllib
+
+    cfg_path = RunDir(path).config_path
+    try:
+        saved = tomllib.loads(cfg_path.read_text()).get("recipe")
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise polydiff.errors.ConfigError(f"{cfg_path}: cannot read the run's config: {e}") from None
+    if recipe is None and saved not in (None, ARRecipe.name):
+        raise polydiff.errors.ConfigError(f"{path} is a {saved!r} run; the generative-perplexity scorer must be a text/ar run")
     recipe = recipe or ARRecipe()
-    cfg = load_config(recipe, RunDir(path).config_path)
+    cfg = load_config(recipe, cfg_path)
     model = load_model(recipe, cfg, RunDir(path))
     return model, load_tokenizer(RunDir(path).artifacts), cfg
 
@@ -90,6 +100,7 @@ class _TextRecipe(Recipe):
         texts = [x.text for x in train]
         if d.tokenizer == "char":  # every character of every split, so held-out text is always encodable
             texts += [x.text for s in ("val", "test") for x in _maybe_corpus(d, s)]
+            texts.append("\n\n")  # the separator pack() puts between documents
         fit_tokenizer(d.tokenizer, texts, bpe_vocab=d.bpe_vocab).save(run.artifacts)
 
     def tokenizer(self, run: RunDir) -> Any:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 import polydiff
+import polydiff.errors
 
 _MASK_SPAN = re.compile(r"\[MASK:(\d+)\]")
 
@@ -154,6 +155,8 @@ def generate(model: Any, *, num: int, length: int, context: int, sampler: str, s
         raise ValueError(f"template has {len(template.ids)} tokens, expected length={length}")
     base = template or Template(torch.full((length,), mask_id, dtype=torch.int64), torch.zeros(length, dtype=torch.bool))
     stride = stride or max(1, context // 2)
+    if not 0 < stride <= context:
+        raise polydiff.errors.UserInputError(f"stride={stride} must be in [1, context={context}] (windows may not leave gaps)")
     options = dict(options or {})
     out, nfe, nsteps, calls = [], 0, 0, 0
     dev = model_device(model)

@@ -40,13 +40,14 @@ def score_entropy_loss(model: Any, x_0: Tensor, *, generator: Any = None, t: Ten
         t = sample_time(process, B, kind=time_sampling, generator=generator, device=x_0.device)
     noised = process.noise(x_0, t, generator=generator, space=infer_space(x_0))
     out = model(noised.x_t, t).float()
-    v = process.schedule(t)
-    w = (-v.d_alpha / (1.0 - v.alpha)).to(out.dtype)  # (B,)
+    v = process.schedule(t.to(torch.float64))  # float64: 1 - alpha_t cancels near t = 0
+    w = (-v.d_alpha / (1.0 - v.alpha).clamp(min=torch.finfo(torch.float64).tiny)).to(out.dtype)  # (B,)
     l_x0 = out.gather(-1, x_0.unsqueeze(-1)).squeeze(-1)
     bracket = out.exp().sum(-1) - l_x0 - 1.0
     masked = noised.x_t == process.mask_id
     space = infer_space(x_0)
-    per_token = torch.where(masked, bracket, torch.zeros_like(bracket)) * space.expand(w, bracket)
+    # where() (not a product) keeps an infinite weight at t -> 0 away from the unmasked tokens
+    per_token = torch.where(masked, bracket * space.expand(w, bracket), torch.zeros_like(bracket))
     per = space.sum(per_token)
     count = space.count(per_token).to(per.dtype)
     return polydiff.LossOutput(loss=per.sum() / count.sum(), per_sample=per, count=count, t=t)

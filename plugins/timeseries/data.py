@@ -175,12 +175,15 @@ def frame_to_series(df, time_column: str | None, columns: list[str] | None, *, s
             raise DataError(f"{source}: time column {time_column!r} not found; columns are {list(map(str, df.columns))}")
         try:
             ts = pd.to_datetime(df[time_column], utc=False)
-        except Exception:  # noqa: BLE001
-            raise DataError(f"{source}: column {time_column!r} could not be parsed as timestamps") from None
+        except Exception:  # noqa: BLE001  (mixed UTC offsets, e.g. across a DST change: compare in UTC)
+            try:
+                ts = pd.to_datetime(df[time_column], utc=True)
+            except Exception:  # noqa: BLE001
+                raise DataError(f"{source}: column {time_column!r} could not be parsed as timestamps") from None
         if ts.isna().any():
             raise DataError(f"{source}: column {time_column!r}, row {int(np.flatnonzero(ts.isna().to_numpy())[0])}: missing timestamp")
         if getattr(ts.dt, "tz", None) is not None:
-            ts = ts.dt.tz_localize(None)
+            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)  # order and spacing in UTC, not local wall-clock time
         stamps = ts.to_numpy(dtype="datetime64[ns]")
         d = np.diff(stamps).astype(np.int64)
         if (d == 0).any():
@@ -189,7 +192,7 @@ def frame_to_series(df, time_column: str | None, columns: list[str] | None, *, s
         if (d < 0).any():
             row = int(np.flatnonzero(d < 0)[0]) + 1
             raise DataError(f"{source}: column {time_column!r}, row {row}: timestamps are not sorted ({stamps[row]} after {stamps[row - 1]})")
-    feats = list(columns) if columns else [str(c) for c in df.columns if str(c) != time_column]
+    feats = list(columns) if columns else [str(c) for c in df.columns if str(c) != time_column and not _is_saved_index(df, c)]
     if not feats:
         raise DataError(f"{source}: no feature columns")
     out = np.empty((len(df), len(feats)), dtype=np.float64)
@@ -205,9 +208,21 @@ def frame_to_series(df, time_column: str | None, columns: list[str] | None, *, s
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(f"{source}: column {c!r}, row {row}: non-numeric value {col.iloc[row]!r}")
         out[:, j] = num.to_numpy(dtype=np.float64)
+        inf = np.isinf(out[:, j])
+        if inf.any():
+            row = int(np.flatnonzero(inf)[0])
+            raise DataError(f"{source}: column {c!r}, row {row}: infinite value (use an empty cell for a missing value)")
     observed = np.isfinite(out)
     out[~observed] = np.nan
     return Series(out, observed, tuple(feats), stamps, source)
+
+
+def _is_saved_index(df: Any, column: Any) -> bool:
+    """A column pandas wrote for its row index (``df.to_csv(path)``): named ``Unnamed: 0`` and equal to 0..n-1."""
+    if not str(column).startswith("Unnamed: "):
+        return False
+    values = df[column].to_numpy()
+    return bool(np.issubdtype(values.dtype, np.integer) and np.array_equal(values, np.arange(len(values))))
 
 
 def load_series(data_cfg: Any) -> Series:

@@ -55,6 +55,8 @@ def evaluate_recipe(recipe: Any, model: Any, cfg: Any, run: Any, samples_dir: Pa
         allw = bundle.train.all()
         full = allw["observed"].reshape(len(allw["x"]), -1).all(dim=1)
         xs = allw["x"][full]
+        out["generation_windows"] = float(len(xs))
+    if ev.generation_metrics and getattr(recipe, "default_method", "") != "csdi" and len(xs) >= 2:
         idx = torch.randperm(len(xs), generator=g)[: ev.num_windows]
         real = sc.inverse(xs[idx].double().numpy())
         t0 = time.perf_counter()
@@ -62,8 +64,12 @@ def evaluate_recipe(recipe: Any, model: Any, cfg: Any, run: Any, samples_dir: Pa
         out["generate_seconds"] = time.perf_counter() - t0
         fake = sc.inverse(gen.x[:, 0].double().numpy())
         out.update(generation_metrics(real, fake, gru_iters=ev.gru_iters, fid_iters=ev.fid_iters, runs=ev.runs, seed=cfg.train.seed))
-    val = bundle.val if bundle.val is not None and len(bundle.val) > 0 else bundle.train
-    w = val.all()
+    if bundle.val is None or len(bundle.val) == 0:
+        # never score forecasts on training windows: report that there was nothing held out instead
+        out["heldout_windows"] = 0.0
+        return out
+    w = bundle.val.all()
+    out["heldout_windows"] = float(len(w["x"]))
     n = min(ev.forecast_windows, len(w["x"]))
     x, obs = w["x"][:n], w["observed"][:n]
     target_vals = sc.inverse(x.double().numpy())

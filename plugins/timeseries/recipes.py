@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import polydiff
+import polydiff.errors
 from polydiff.errors import DataError
 from polydiff.losses import sample_time
 from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
@@ -99,7 +100,13 @@ class TimeSeriesRecipe(Recipe):
 
     # -- sampling --------------------------------------------------------------------------------
     def _method(self, cfg: TSConfig, options: Mapping[str, Any]) -> str:
-        return options.get("method") or cfg.sample.method or self.default_method
+        method = options.get("method") or cfg.sample.method or self.default_method
+        if method == "csdi" and self.default_method != "csdi":
+            raise polydiff.errors.UserInputError(
+                f"method 'csdi' needs a mask-conditioned model (train timeseries/csdi); {self.name} is unconditional: "
+                "use replacement, reconstruction, reconstruction+replacement, dps or cg"
+            )
+        return method
 
     def sample(self, model: nn.Module, cfg: TSConfig, run: RunDir, *, num: int, sampler: str, steps: int, seed: int,
                options: Mapping[str, Any]) -> TimeSeriesSamples:
