@@ -23,6 +23,10 @@ class CheckpointError(UserInputError):
     """A missing or corrupt checkpoint (the message names the file)."""
 
 
+class NonFiniteLossError(PolydiffError, RuntimeError):
+    """Training stopped after ``train.max_bad_steps`` consecutive steps with a NaN/Inf loss or gradient norm."""
+
+
 class MissingExtraError(UserInputError):
     """An optional dependency is not installed; the message gives the pip command that installs it."""
 
@@ -32,4 +36,4 @@ class MissingExtraError(UserInputError):
         self.extra = extra
 
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "MissingExtraError", "PolydiffError", "UserInputError"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "MissingExtraError", "NonFiniteLossError", "PolydiffError", "UserInputError"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from ..errors import UserInputError
+from ..errors import NonFiniteLossError, UserInputError
 
 EXIT_USAGE = 2
 
@@ -56,6 +56,9 @@ def _main(args: list[str]) -> int:
     except UserInputError as exc:
         _error(str(exc))
         return EXIT_USAGE
+    except NonFiniteLossError as exc:  # a run that diverged: one line; the checkpoints before it are kept
+        _error(str(exc))
+        return 1
     except _UsageError as exc:
         _error(f"{exc.format_message()} (see '{_command_path(exc)} --help')")
         return EXIT_USAGE

@@ -24,7 +24,6 @@ call the network on the whole batch when any sample changed), so its cost is pro
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ..processes import MaskedProcess

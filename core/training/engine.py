@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..errors import CheckpointError, ConfigError, PolydiffError
+from ..errors import NonFiniteLossError, CheckpointError, ConfigError
 from ..recipes import DataBundle, Recipe, RunDir, TrainConfig
 from . import distributed
 from .checkpoint import load_latest
@@ -44,8 +44,6 @@ from .train_state import restore_train_state, save_train_checkpoint
 from .validation import validation_loss
 
 
-class NonFiniteLossError(PolydiffError, RuntimeError):
-    """Training stopped after ``train.max_bad_steps`` consecutive steps with a NaN/Inf loss or gradient norm."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +159,10 @@ def _train(recipe: Recipe, cfg: Any, tc: TrainConfig, run: RunDir, info: distrib
         if not resume and (run.checkpoints / "latest").exists():
             raise ConfigError(f"run directory {run.path} already has checkpoints ({run.checkpoints / 'latest'}); "
                               "resume it (--resume) or choose a new --out")
+        if not run.config_path.exists():  # the CLI writes it first; API callers get the same record
+            from ..config import save_config
+
+            save_config(cfg, run.config_path, header={"recipe": recipe.name})
     distributed.barrier(info)
     if tc.deterministic:
         if dev.type == "cuda":
