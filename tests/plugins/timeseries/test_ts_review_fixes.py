@@ -34,3 +34,17 @@ def test_offsets_across_a_dst_change_are_ordered_in_utc() -> None:
                                 "2024-10-27T03:30:00+01:00"], "a": [1.0, 2, 3, 4]})
     s = frame_to_series(df, "time", None, source="dst.csv")
     assert len(s.columns) == 1 and np.all(np.diff(s.timestamps.astype(np.int64)) > 0)
+
+
+def test_forecast_input_uses_the_runs_time_column(tmp_path) -> None:
+    """A time column with an unguessable name is taken from the run's ``data.time_column``."""
+    from types import SimpleNamespace
+
+    from polydiff_timeseries.recipes import DiffusionTSRecipe
+
+    df = _frame().rename(columns={"time": "recorded_at"})
+    path = tmp_path / "in.csv"
+    df.to_csv(path, index=False)
+    s = DiffusionTSRecipe.read_input(path, SimpleNamespace(columns=("a", "b")), time_column="recorded_at")
+    assert s.timestamps is not None and len(s.timestamps) == 6
+    assert DiffusionTSRecipe.read_input(path, SimpleNamespace(columns=("a", "b"))).timestamps is None
