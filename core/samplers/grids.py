@@ -54,12 +54,28 @@ def time_grid(
             raise ValueError(f"grid kind {kind!r} needs a Gaussian process (it spaces log-SNR); use 'uniform'")
         pts = torch.linspace(t_start, t_end, n_inner + 1, dtype=torch.float64)
     else:
-        if not isinstance(process, GaussianProcess):
-            raise ValueError(f"grid kind {kind!r} needs a Gaussian process")
-        pts = _snr_grid(process, kind, t_start, t_end, n_inner, rho)
+        pts = _snr_grid(_log_snr_process(process, kind), kind, t_start, t_end, n_inner, rho)
     if t_end > 0.0:
         pts = torch.cat([pts, torch.zeros(1, dtype=torch.float64)])
     return pts.to(device) if device is not None else pts
+
+
+def _log_snr_process(process: ForwardProcess, kind: str) -> GaussianProcess:
+    """The Gaussian process whose log-SNR spaces the grid: the process itself, or the one schedule
+    shared by every component of a product process."""
+    from ..processes import ProductProcess
+
+    if isinstance(process, GaussianProcess):
+        return process
+    if isinstance(process, ProductProcess):
+        parts = list(process.components.values())
+        if all(isinstance(p, GaussianProcess) for p in parts):
+            first = parts[0]
+            if all(type(p.schedule_fn) is type(first.schedule_fn) and p.schedule_fn == first.schedule_fn for p in parts):
+                return first
+            raise ValueError(f"grid kind {kind!r}: the product's components have different schedules, so no single "
+                             "log-SNR spaces the grid; pass an explicit grid (a descending tensor of times)")
+    raise ValueError(f"grid kind {kind!r} needs a Gaussian process (it spaces log-SNR); use 'uniform'")
 
 
 def _snr_grid(process: GaussianProcess, kind: str, t_start: float, t_end: float, n: int, rho: float) -> Tensor:

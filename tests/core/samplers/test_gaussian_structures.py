@@ -243,3 +243,17 @@ def test_log_snr_grid_refuses_an_infinite_start() -> None:
         time_grid(processes.get("flow"), 8, kind="log-snr", t_start=1.0)
     g = time_grid(processes.get("flow"), 8, kind="log-snr", t_start=0.999)
     assert bool(torch.isfinite(g).all()) and float(g[0]) == 0.999 and float(g[-1]) == 0.0
+
+
+def test_log_snr_grid_for_a_product_with_one_shared_schedule() -> None:
+    import pytest as _pytest
+
+    from polydiff import processes
+    from polydiff.samplers import time_grid
+
+    shared = processes.get("product", components={"a": {"name": "vp-linear"}, "b": {"name": "vp-linear"}})
+    single = time_grid(processes.get("vp-linear"), 12, kind="log-snr")
+    assert torch.equal(time_grid(shared, 12, kind="log-snr"), single)
+    mixed = processes.get("product", components={"a": {"name": "vp-linear"}, "b": {"name": "ve"}})
+    with _pytest.raises(ValueError, match="different schedules"):
+        time_grid(mixed, 12, kind="karras")
