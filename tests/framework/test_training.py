@@ -176,3 +176,25 @@ def test_per_sample_generators_make_the_loss_batch_independent(tmp_path):
     whole = loss(list(range(16)))
     halves = (loss(list(range(8))) + loss(list(range(8, 16)))) / 2
     torch.testing.assert_close(whole, halves, rtol=1e-13, atol=0)
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal() -> None:
+    import io
+
+    from polydiff.training.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    p = Progress(10, stream=out)
+    p.update(step=5, loss=1.0, lr=1e-3, steps_per_s=5.0, samples_per_s=80.0)
+    p.message("note")
+    p.update(step=10, loss=0.5, lr=1e-3, steps_per_s=5.0, samples_per_s=80.0)
+    text = out.getvalue()
+    assert text.startswith("\r[############............] step  5/10") and "ETA 1s" in text
+    assert "\nnote\n" in text and text.endswith("ETA 0s\x1b[K\n")
+    plain = io.StringIO()
+    Progress(10, stream=plain).update(step=5, loss=1.0, lr=1e-3, steps_per_s=5.0, samples_per_s=80.0)
+    assert plain.getvalue().startswith("step  5/10") and "\r" not in plain.getvalue()
