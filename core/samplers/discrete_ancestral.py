@@ -26,9 +26,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..processes import MaskedProcess
 from .base import SamplerContext, SamplerModel, SamplerSpec
-from .discrete_common import MaskedOnlySpec, draw, is_zero, require_discrete, token_alpha, x0_probs, x0_probs_rows
+from .discrete_common import MaskedOnlySpec, draw, is_zero, require_discrete, reverse_probs, x0_probs, x0_probs_rows
 from .registry import register_builtin
 
 
@@ -73,10 +72,7 @@ def _ancestral(model: SamplerModel, x: Tensor, grid: Tensor, ctx: SamplerContext
             p0 = x0_probs(model, x, t, ctx)
             cached_x, cached_p0 = x, p0
         assert p0 is not None
-        probs = process.posterior_probs(x, p0, token_alpha(process, ctx.space, t, x), token_alpha(process, ctx.space, s, x))
-        if isinstance(process, MaskedProcess) and is_zero(grid[i + 1]):
-            probs = probs.clone()
-            probs[..., process.mask_id] = 0.0  # the last step reveals every remaining mask
+        probs = reverse_probs(process, ctx.space, x, p0, t, s, final=is_zero(grid[i + 1]))
         x = ctx.correct(draw(ctx, x, probs), s)
         ctx.report(i, n, t, s, x, p0)
     return x

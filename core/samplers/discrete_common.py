@@ -70,6 +70,19 @@ def x0_probs_rows(model: SamplerModel, x: Tensor, t: Tensor, ctx: SamplerContext
     return d.probs
 
 
+def reverse_probs(process: DiscreteProcess, space: DataSpace, x: Tensor, p0: Tensor, t: Tensor, s: Tensor, *, final: bool) -> Tensor:
+    """``p(x_s | x_t)`` over ``num_states`` (float64, ``(B, ..., num_states)``) from ``p(x_0 | x_t)``.
+
+    On the final step (``s = 0``) of a masked process the mask gets zero probability, so every
+    remaining mask is revealed.
+    """
+    probs = process.posterior_probs(x, p0, token_alpha(process, space, t, x), token_alpha(process, space, s, x))
+    if final and isinstance(process, MaskedProcess):
+        probs = probs.clone()
+        probs[..., process.mask_id] = 0.0
+    return probs
+
+
 def token_alpha(process: DiscreteProcess, space: DataSpace, t: Tensor, x: Tensor) -> Tensor:
     """``alpha_t`` (shape ``(B,)``) in float64 expanded by ``space`` so it broadcasts against tokens ``x``."""
     return space.expand(process.schedule(t).alpha.to(torch.float64), x)

@@ -21,12 +21,12 @@ from torch import Tensor
 
 from ..denoiser import DiscreteDenoised, ProductDenoised
 from ..parameterisation import Denoised
-from ..processes import DiscreteProcess, GaussianProcess, MaskedProcess, ProductProcess, sample_categorical
+from ..processes import DiscreteProcess, GaussianProcess, ProductProcess, sample_categorical
 from ..spaces import CompositeSpace
 from ..state import StateDict, tree_leaves
 from ..types import State
 from .base import SamplerContext, SamplerModel, SamplerSpec
-from .discrete_common import is_zero, keep_padding, token_alpha
+from .discrete_common import is_zero, keep_padding, reverse_probs
 from .gaussian_common import posterior_std
 from .registry import register_builtin
 
@@ -93,11 +93,7 @@ def mixed_ancestral(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerCon
                 assert isinstance(p, DiscreteProcess)
                 if not isinstance(dk, DiscreteDenoised):
                     raise TypeError(f"component {k!r}: expected a DiscreteDenoised estimate, got {type(dk).__name__}")
-                t64, s64 = t.to(torch.float64), s.to(torch.float64)
-                probs = p.posterior_probs(xk, dk.probs, token_alpha(p, sp, t64, xk), token_alpha(p, sp, s64, xk))
-                if isinstance(p, MaskedProcess) and is_zero(grid[i + 1]):
-                    probs = probs.clone()
-                    probs[..., p.mask_id] = 0.0
+                probs = reverse_probs(p, sp, xk, dk.probs, t.to(torch.float64), s.to(torch.float64), final=is_zero(grid[i + 1]))
                 out[k] = keep_padding(sp, xk, sample_categorical(probs, sp.rand_like(xk, ctx.generator)))
         x = ctx.correct(StateDict(out), s)
         ctx.report(i, n, t, s, x, d)
