@@ -93,3 +93,21 @@ def pushforward_moments(model, D: int, steps: int, guidance=(), sampler: str = "
     sigma0 = float(model.process.schedule(t0).sigma)
     J = (out.x[1:] - out.x[0]).T  # (D, D): column i is f(e_i) - f(0)
     return out.x[0], sigma0**2 * J @ J.T
+
+
+def product_oracle_model() -> tuple[polydiff.Denoiser, "polydiff.spaces.CompositeSpace"]:
+    """A product of a vp-cosine Gaussian (``pos``, exact N(0, I) denoiser) and masked tokens (``tok``,
+    vocabulary 3, uniform logits), with its composite space."""
+    from polydiff.processes import MaskedProcess, ProductProcess
+    from polydiff.spaces import CompositeSpace, DenseSpace
+
+    gp = gaussian("vp-cosine")
+    process = ProductProcess({"pos": gp, "tok": MaskedProcess(3)})
+    oracle = GaussianOracleNet(gp, 0.0, 1.0)
+
+    class Net(torch.nn.Module):
+        def forward(self, x_t, t):
+            return {"pos": oracle(x_t["pos"], t), "tok": torch.zeros(*x_t["tok"].shape, 3, dtype=torch.float64)}
+
+    model = polydiff.Denoiser(Net(), process, prediction={"pos": "x0", "tok": "x0_logits"})
+    return model, CompositeSpace({"pos": DenseSpace(), "tok": DenseSpace()})

@@ -7,10 +7,11 @@ import torch
 
 import polydiff
 from polydiff.guidance import DPS, ClassifierGradient, MaskOperator, MatrixOperator, Reconstruction, guided
-from polydiff.processes import MaskedProcess, ProductProcess, gaussian
-from polydiff.spaces import CompositeSpace, DenseSpace
+from polydiff.processes import gaussian
 from polydiff.state import StateDict
 from polydiff.testing.oracles import GaussianOracleNet
+
+from linear_gaussian import product_oracle_model
 
 D = 4
 TOL = dict(rtol=1e-11, atol=1e-11)  # float64 rounding of a few dozen operations
@@ -85,23 +86,14 @@ def test_guidance_is_per_sample():
 
 
 def test_reconstruction_on_a_product_state_leaves_tokens_alone():
-    gp = gaussian("vp-cosine")
-    process = ProductProcess({"pos": gp, "tok": MaskedProcess(3)})
-    oracle = GaussianOracleNet(gp, 0.0, 1.0)
-
-    class Net(torch.nn.Module):
-        def forward(self, x_t, t):
-            return {"pos": oracle(x_t["pos"], t), "tok": torch.zeros(*x_t["tok"].shape, 3, dtype=torch.float64)}
-
-    model = polydiff.Denoiser(Net(), process, prediction={"pos": "x0", "tok": "x0_logits"})
-    space = CompositeSpace({"pos": DenseSpace(), "tok": DenseSpace()})
+    model, space = product_oracle_model()
     x = StateDict({"pos": torch.randn(2, D, dtype=torch.float64), "tok": torch.full((2, 5), 3)})
     t = torch.full((2,), 0.5, dtype=torch.float64)
     y = StateDict({"pos": torch.ones(2, D, dtype=torch.float64)})
     base = model.denoise(x, t, space=space)
     out = Reconstruction(MaskOperator({"pos": torch.ones(D, dtype=torch.bool)}), y).wrap(model).denoise(x, t, space=space)
     assert torch.equal(out["tok"].log_probs, base["tok"].log_probs)
-    v = gp.schedule(t)
+    v = model.process.components["pos"].schedule(t)
     k = (v.alpha / (v.alpha**2 + v.sigma**2))[:, None]
     torch.testing.assert_close(out["pos"].eps, base["pos"].eps - v.sigma[:, None] * k * (y["pos"] - base["pos"].x0), **TOL)
 

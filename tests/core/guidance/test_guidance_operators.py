@@ -7,10 +7,12 @@ import torch
 
 import polydiff
 from polydiff.guidance import ConjugateGradientConsistency, MaskOperator, MatrixOperator, cg_solve, check_adjoint
-from polydiff.processes import MaskedProcess, ProductProcess, gaussian
-from polydiff.spaces import CompositeSpace, DenseSpace
+from polydiff.processes import gaussian
+from polydiff.spaces import DenseSpace
 from polydiff.state import StateDict
 from polydiff.testing.oracles import GaussianOracleNet
+
+from linear_gaussian import product_oracle_model
 
 # float64 inner products of O(10) terms: an exact adjoint agrees to rounding (~1e-15 relative)
 ADJ_TOL = 1e-12
@@ -91,16 +93,7 @@ def test_cg_consistency_is_the_proximal_solution_and_keeps_z():
 
 def test_cg_with_a_mask_on_a_product_state():
     """Diagonal case: observed entries become (y + lam x0_hat) / (1 + lam), the rest and the tokens are untouched."""
-    gp = gaussian("vp-cosine")
-    process = ProductProcess({"pos": gp, "tok": MaskedProcess(3)})
-    oracle = GaussianOracleNet(gp, 0.0, 1.0)
-
-    class Net(torch.nn.Module):
-        def forward(self, x_t, t):
-            return {"pos": oracle(x_t["pos"], t), "tok": torch.zeros(*x_t["tok"].shape, 3, dtype=torch.float64)}
-
-    model = polydiff.Denoiser(Net(), process, prediction={"pos": "x0", "tok": "x0_logits"})
-    space = CompositeSpace({"pos": DenseSpace(), "tok": DenseSpace()})
+    model, space = product_oracle_model()
     x = StateDict({"pos": torch.randn(2, 4, generator=_gen(7), dtype=torch.float64), "tok": torch.full((2, 5), 3)})
     t = torch.full((2,), 0.5, dtype=torch.float64)
     mask = torch.tensor([True, False, True, False])
