@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-import polydiff
 from polydiff.config import resolve_config, save_config
 from polydiff.recipes import RunDir
 from polydiff.training import load_model, train
