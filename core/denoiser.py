@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +12,7 @@ from torch import Tensor, nn
 from .parameterisation import Denoised, from_x0_eps, to_x0_eps
 from .processes import DiscreteProcess, ForwardProcess, GaussianProcess, MaskedProcess, ProductProcess
 from .spaces import CompositeSpace, DataSpace, infer_space
-from .state import StateDict, as_state
+from .state import as_state
 from .types import DISCRETE_PREDICTIONS, GAUSSIAN_PREDICTIONS, Cond, Prediction, State
 
 
@@ -190,4 +189,3 @@ def _check_prediction(process: ForwardProcess, prediction: Any) -> Any:
 
 
 __all__ = ["AnyDenoised", "Denoised", "Denoiser", "DiscreteDenoised", "EDMPreconditioner", "ProductDenoised", "standard_coordinates"]
-_ = (math, StateDict)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -171,4 +171,4 @@ class Recipe(ABC):
         return f"| metric | value |\n|---|---|\n{rows}\n"
 
 
-__all__ = ["DataBundle", "Recipe", "RunDir", "SampleConfig", "SampleOption", "TrainConfig", "field"]
+__all__ = ["DataBundle", "Recipe", "RunDir", "SampleConfig", "SampleOption", "TrainConfig"]

@@ -150,11 +150,8 @@ def _half_inverse_r(vp, vt, vs) -> Tensor:
 
 def _dt(ctx: SamplerContext, t: Tensor, t_next: Tensor, x: State) -> State:
     """The step ``t_next - t`` expanded onto the state."""
-    return ctx.space.expand((t_next - t).to(_leaf(x).dtype), x)
+    return ctx.space.expand((t_next - t).to(first_leaf(x).dtype), x)
 
-
-def _leaf(x: State) -> Tensor:
-    return first_leaf(x)
 
 
 register_builtin(SamplerSpec("euler", euler, kind="gaussian", description="Euler on the probability-flow ODE (1 NFE/step)"))

@@ -10,7 +10,6 @@ import sysconfig
 import tomllib
 from pathlib import Path
 
-import pytest
 
 from polydiff.cli import main
 from polydiff.scaffold import plugin_names, render
