@@ -30,20 +30,32 @@ import torch
 from polydiff.config import resolve_config, save_config
 from polydiff.recipes import RunDir
 from polydiff.training import load_model, train
+from polydiff.training.checkpoint import latest_checkpoint
 from polydiff_text.metrics import ar_nll, diffusion_nelbo, generative_perplexity, unigram_entropy
 from polydiff_text.recipes import ARRecipe, MDLMRecipe, RADDRecipe
 from polydiff_text.sampling import generate
 
 
 def train_run(recipe, preset: str, out: Path, overrides: list[str], device: str):
+    """Train ``recipe`` into ``out`` (resuming an interrupted run; skipping a finished one) and load it."""
     cfg = resolve_config(recipe, preset=preset, overrides=overrides)
     run = RunDir(out)
+    latest = latest_checkpoint(run.checkpoints)
+    done = int(json.loads((run.checkpoints / "latest").read_text())["step"]) if latest is not None else 0
     t0 = time.perf_counter()
-    if not (run.checkpoints / "latest").exists() and not any(run.checkpoints.glob("step-*")):
-        train(recipe, cfg, run, device=device, progress=True)
+    if done < cfg.train.steps:
+        train(recipe, cfg, run, device=device, progress=True, resume=latest is not None)
         save_config(cfg, run.config_path, header={"recipe": recipe.name})
     seconds = time.perf_counter() - t0
     return cfg, run, load_model(recipe, cfg, run, device=device), seconds
+
+
+def parameter_count(recipe, preset: str, overrides: list[str], out: Path) -> int:
+    """Parameters of the network ``recipe`` builds for this preset (built on CPU, not trained)."""
+    cfg = resolve_config(recipe, preset=preset, overrides=overrides)
+    run = RunDir(out)
+    recipe.setup(cfg, run)
+    return sum(p.numel() for p in recipe.build_model(cfg, run).parameters())
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -53,11 +65,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="tiny preset, 40 training steps, steps 8/32/64, 4 samples")
     ap.add_argument("--num", type=int, default=32, help="samples per (sampler, steps) cell")
-    ap.add_argument("--steps", default="8,16,32,64,128,256,512,1024")
+    ap.add_argument("--steps", default="8,16,32,64,128,256,1024")
     ap.add_argument("--samplers", default="ancestral,cached,confidence")
     ap.add_argument("--mc", type=int, default=0, help="NELBO Monte-Carlo times per sequence (0: the preset's eval.mc)")
     ap.add_argument("--set", action="append", default=[], help="extra key=value overrides for both runs")
     ap.add_argument("--no-radd", action="store_true", help="skip the time-independent RADD run and its cache measurement")
+    ap.add_argument("--equal-compute", action="store_true",
+                    help="give the AR baseline round(steps x MDLM params / AR params) steps: equal params x steps x batch")
+    ap.add_argument("--radd-steps", type=int, default=0, help="training steps of the RADD run (0: the preset's)")
     ap.add_argument("--cache-num", type=int, default=8, help="sequences (batch 1 each) for the per-sequence cache measurement")
     args = ap.parse_args(argv)
     preset, overrides, num, step_list = args.preset, list(args.set), args.num, [int(s) for s in args.steps.split(",")]
@@ -68,7 +83,12 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
 
     mcfg, mrun, mdlm, m_sec = train_run(MDLMRecipe(), preset, args.out / "mdlm", overrides, args.device)
-    acfg, arun, ar, a_sec = train_run(ARRecipe(), preset, args.out / "ar", overrides, args.device)
+    ar_overrides = list(overrides)
+    if args.equal_compute:
+        p_mdlm = sum(p.numel() for p in mdlm.net.parameters())
+        p_ar = parameter_count(ARRecipe(), preset, overrides, args.out / "ar")
+        ar_overrides.append(f"train.steps={round(mcfg.train.steps * p_mdlm / p_ar)}")
+    acfg, arun, ar, a_sec = train_run(ARRecipe(), preset, args.out / "ar", ar_overrides, args.device)
     mc = args.mc or mcfg.eval.mc
 
     blocks, chars_per_token = MDLMRecipe().eval_blocks(mcfg, mrun)
@@ -80,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
         "preset": preset, "overrides": overrides, "device": args.device, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
         "params": sum(p.numel() for p in mdlm.net.parameters()), "params_ar": sum(p.numel() for p in ar.net.parameters()),
-        "train_seconds": {"mdlm": m_sec, "ar": a_sec}, "block_size": L, "test_sequences": nelbo.sequences, "nelbo_mc": mc,
+        "train_seconds": {"mdlm": m_sec, "ar": a_sec},
+        "train_steps": {"mdlm": mcfg.train.steps, "ar": acfg.train.steps}, "batch_size": mcfg.train.batch_size, "block_size": L, "test_sequences": nelbo.sequences, "nelbo_mc": mc,
         "test_bpc": {"mdlm_upper_bound": nelbo.bits_per_token / chars_per_token,
                      "mdlm_stderr": nelbo.stderr / 0.6931471805599453 / chars_per_token,
                      "ar": exact.bits_per_token / chars_per_token,
@@ -100,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "gen_ppl_mean_sample": g.mean_sample_ppl, "entropy": float(unigram_entropy(gen.ids).mean())}
             results["sampling"].append(row)
             print(json.dumps(row), flush=True)
+            (args.out / "results.json").write_text(json.dumps(results, indent=2))  # partial, overwritten at the end
     data_ids = blocks[:num].cpu()
     example = generate(mdlm, num=1, length=L, context=L, sampler="cached", steps=max(step_list), seed=1).ids[0]
     results["sample_example"] = MDLMRecipe().tokenizer(mrun).decode(example.tolist())
@@ -107,7 +129,9 @@ def main(argv: list[str] | None = None) -> dict:
                                  "entropy_of_test_text": float(unigram_entropy(data_ids).mean())}
     top = max(step_list)
     if not args.no_radd:
-        rcfg, rrun, radd, r_sec = train_run(RADDRecipe(), preset, args.out / "radd", overrides, args.device)
+        r_over = [*overrides, f"train.steps={args.radd_steps}"] if args.radd_steps else overrides
+        rcfg, rrun, radd, r_sec = train_run(RADDRecipe(), preset, args.out / "radd", r_over, args.device)
+        results["train_steps"]["radd"] = rcfg.train.steps
         rn = diffusion_nelbo(radd, blocks, mc=mc, seed=0)
         results["train_seconds"]["radd"] = r_sec
         results["test_bpc"]["radd_upper_bound"] = rn.bits_per_token / chars_per_token
@@ -138,7 +162,8 @@ def to_markdown(r: dict, command: str) -> str:
     b = r["test_bpc"]
     lines = [f"Command: `{command}` (torch {r['torch']}, {r['device']}, {r['threads']} threads)", "",
              f"Preset `{r['preset']}`: {r['params']:,} parameters (AR {r['params_ar']:,}), block {r['block_size']}, "
-             f"training time MDLM {r['train_seconds']['mdlm']:.0f} s, AR {r['train_seconds']['ar']:.0f} s.", "",
+             f"training time MDLM {r['train_seconds']['mdlm']:.0f} s, AR {r['train_seconds']['ar']:.0f} s.",
+             _steps_line(r), "",
              "| model | test bits/char | note |", "|---|---|---|",
              f"| MDLM | ≤ {b['mdlm_upper_bound']:.3f} ± {b['mdlm_stderr']:.3f} | NELBO, {r['nelbo_mc']} MC times × {r['test_sequences']} seqs |",
              f"| AR | {b['ar']:.3f} ± {b['ar_stderr']:.3f} | exact |", "",
@@ -160,6 +185,16 @@ def to_markdown(r: dict, command: str) -> str:
         lines.append(f"MDLM, batch {min(r.get('num', 32), 32)}, cached vs uncached at {c['steps']} steps: {c['cached_s']:.2f} s vs "
                      f"{c['ancestral_s']:.2f} s ({c['speedup']:.2f}×; the cache skips a call only when no sequence of the batch changed).")
     return "\n".join(lines) + "\n"
+
+
+def _steps_line(r: dict) -> str:
+    st = r.get("train_steps")
+    if not st:
+        return ""
+    line = (f"Training steps × batch: MDLM {st['mdlm']:,} × {r['batch_size']}, AR {st['ar']:,} × {r['batch_size']} "
+            f"(params × steps × batch: MDLM {r['params'] * st['mdlm'] * r['batch_size']:.3g}, "
+            f"AR {r['params_ar'] * st['ar'] * r['batch_size']:.3g})")
+    return line + (f"; RADD {st['radd']:,} steps." if "radd" in st else ".")
 
 
 if __name__ == "__main__":
