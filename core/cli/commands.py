@@ -87,11 +87,13 @@ def evaluate(
     samples: Optional[Path] = typer.Option(None, "--samples", help="A directory written by 'polydiff sample'."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the metrics to this JSON file."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    set_: list[str] = typer.Option([], "--set", help="Override an evaluation setting: --set eval.mc=32 (repeatable; "
+                                                     "data.*, model.* and train.* are fixed by the run)."),
 ) -> None:
     """Compute the recipe's metrics and print them as JSON."""
     from .runs import run_evaluate
 
-    metrics = run_evaluate(run, samples=samples, device=resolve_device(device))
+    metrics = run_evaluate(run, samples=samples, device=resolve_device(device), overrides=set_)
     text = dump_json(metrics)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import diff_configs, flat_items, load_config, read_toml, resolve_config, save_config
+from ..config import apply_overrides, diff_configs, flat_items, load_config, read_toml, resolve_config, save_config
 from ..errors import ConfigError, UserInputError
 from ..recipes import Recipe, RunDir, SampleConfig
 from .common import get_recipe, rank, read_run, recipe_errors
@@ -177,9 +177,19 @@ def run_sample(
         return list(recipe.write_samples(samples, out, cfg, run))
 
 
-def run_evaluate(run_path: str | Path, *, samples: str | Path | None = None, device: str = "cpu") -> dict[str, Any]:
-    """The recipe's metrics for a run (and optionally a samples directory)."""
+FIXED_BY_RUN = ("data", "model", "train")
+"""Config sections ``evaluate --set`` may not change: they define the trained model and its data."""
+
+
+def run_evaluate(run_path: str | Path, *, samples: str | Path | None = None, device: str = "cpu",
+                 overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The recipe's metrics for a run (and optionally a samples directory).
+
+    ``overrides`` (``"eval.mc=32"``) change evaluation settings for this call only; the run's
+    ``config.toml`` is not rewritten.
+    """
     recipe, cfg, run = read_run(run_path)
+    cfg = apply_overrides(cfg, overrides, source="evaluate --set", fixed=FIXED_BY_RUN)
     samples_dir = Path(samples) if samples is not None else None
     if samples_dir is not None and not samples_dir.is_dir():
         raise UserInputError(f"--samples: {str(samples_dir)!r} is not a directory")

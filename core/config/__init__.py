@@ -45,9 +45,24 @@ def resolve_config(
         cfg = apply_mapping(cfg, presets[preset], source=f"preset {preset!r}")
     if config_file is not None:
         cfg = apply_mapping(cfg, read_toml(config_file), source=str(config_file))
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: Any, overrides: Iterable[str], *, source: str = "--set",
+                    fixed: Iterable[str] = ()) -> Any:
+    """``cfg`` with ``key=value`` strings applied in order (values parsed as TOML literals, else strings).
+
+    Raises:
+        ConfigError: a malformed item, an unknown key, a wrong type, or a key in one of the ``fixed``
+            top-level sections (named in the message).
+    """
+    fixed = tuple(fixed)
     for item in overrides:
         key, raw = parse_override(item)
-        cfg = set_value(cfg, key, _parse_literal(raw), raw=raw, source="--set")
+        if key.split(".")[0] in fixed:
+            raise ConfigError(f"{source} {item!r}: the {key.split('.')[0]}.* settings cannot be changed here "
+                              f"(fixed: {', '.join(s + '.*' for s in fixed)})")
+        cfg = set_value(cfg, key, _parse_literal(raw), raw=raw, source=source)
     return cfg
 
 
@@ -231,6 +246,7 @@ def _plain(v: Any) -> Any:
 
 __all__ = [
     "apply_mapping",
+    "apply_overrides",
     "coerce",
     "config_to_dict",
     "default_config",

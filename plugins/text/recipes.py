@@ -8,6 +8,7 @@ perplexity (``eval.ar_run``).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -200,7 +201,11 @@ class _TextRecipe(Recipe):
         Lmin = min(len(i) for i in ids)
         out["sample_entropy"] = float(unigram_entropy(torch.stack([i[:Lmin] for i in ids])).mean())
         scorer = self._scorer(model, cfg, run)
-        if scorer is not None:
+        if scorer is None:
+            warnings.warn(f"{self.name}: no generative-perplexity scorer, so gen_ppl is not reported; train the AR "
+                          f"baseline ('polydiff train text/ar --out AR') and pass --set eval.ar_run=AR (or set "
+                          f"{AR_RUN_ENV}=AR)", UserWarning, stacklevel=2)
+        else:
             net, stok, ctx = scorer
             sid = [torch.as_tensor(stok.encode(t)) for t in texts]
             Lm = min(len(i) for i in sid)

@@ -56,6 +56,14 @@ def test_train_sample_evaluate(cli, tmp_path):
     assert code == 0, err
     assert json.loads(out) == json.loads((tmp_path / "m.json").read_text()) == {"n": 5.0, "width": 6.0}
 
+    # evaluate --set changes evaluation settings only: what defines the trained model is refused, in one line
+    for key in ("model.width=3", "train.steps=9", "data.n=4"):
+        code, _, err = cli("evaluate", run, "--set", key, "--device", "cpu")
+        _one_line_error(code, err, repr(key), key.split(".")[0] + ".* settings cannot be changed")
+    code, _, err = cli("evaluate", run, "--set", "nosuch.key=1", "--device", "cpu")
+    _one_line_error(code, err, "'nosuch'")
+    assert cli("evaluate", run, "--set", "sample.steps=5", "--device", "cpu")[0] == 0
+
 
 def test_resume_refuses_a_changed_config(cli, tmp_path):
     run = tmp_path / "run"

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from polydiff.cli import main as cli_main
 from polydiff.config import resolve_config, save_config
 from polydiff.recipes import RunDir
 from polydiff.training import load_model, train
@@ -65,6 +66,16 @@ def test_mdlm_train_sample_write_evaluate(tmp_path, ar_run):
     V = json.loads((run.artifacts / "tokenizer_char.json").read_text())["chars"]
     assert m["bits_per_char"] < math.log2(len(V)) + 5 * m["stderr_nats_per_token"] / math.log(2)
     assert 0 < m["sample_entropy"] <= math.log(32)
+    # the CLI: the scorer can be named at evaluation time; without one the omission is announced
+    samples = str(tmp_path / "samples")
+    code = cli_main(["evaluate", str(run.path), "--samples", samples, "--device", "cpu", "--out", str(tmp_path / "m.json"),
+                     "--set", f"eval.ar_run={json.dumps(str(ar_path))}"])
+    got = json.loads((tmp_path / "m.json").read_text())
+    assert code == 0 and {"bits_per_char", "gen_ppl", "sample_entropy"} <= set(got)
+    assert got["gen_ppl"] == pytest.approx(m["gen_ppl"], rel=1e-6)
+    with pytest.warns(UserWarning, match="eval.ar_run"):
+        cli_main(["evaluate", str(run.path), "--samples", samples, "--device", "cpu", "--out", str(tmp_path / "m2.json")])
+    assert "gen_ppl" not in json.loads((tmp_path / "m2.json").read_text())
 
 
 def test_radd_is_time_independent(tmp_path):
