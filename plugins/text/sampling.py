@@ -151,6 +151,10 @@ def generate(model: Any, *, num: int, length: int, context: int, sampler: str, s
             branch sees them masked, as in SMDM). Each guided step runs the network on ``2 B`` sequences.
     """
     mask_id = model.process.num_states - 1  # the mask (masked kernel) or a placeholder (uniform kernel)
+    if guidance_scale != 1.0 and getattr(model.process, "mask_id", None) is None:
+        raise polydiff.errors.UserInputError(
+            f"guidance_scale={guidance_scale}: classifier-free guidance needs the masked kernel (its unconditional "
+            "branch sees the prompt masked, an input a uniform-kernel model is never trained on)")
     if template is not None and len(template.ids) != length:
         raise ValueError(f"template has {len(template.ids)} tokens, expected length={length}")
     base = template or Template(torch.full((length,), mask_id, dtype=torch.int64), torch.zeros(length, dtype=torch.bool))

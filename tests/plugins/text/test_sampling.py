@@ -14,13 +14,13 @@ from polydiff_text.tokenizers import CharTokenizer
 V, L = 6, 16
 
 
-def model(time_conditioning: bool, seed: int = 0) -> polydiff.Denoiser:
+def model(time_conditioning: bool, seed: int = 0, kernel: str = "masked") -> polydiff.Denoiser:
     torch.manual_seed(seed)
     net = TextTransformer(V, d_model=32, n_layers=1, n_heads=2, time_conditioning=time_conditioning)
     # sharpen the random network a little so that samples are not uniform noise
     with torch.no_grad():
         net.head.weight.mul_(8.0)
-    return polydiff.Denoiser(net, polydiff.processes.get("masked", vocab_size=V), "x0_logits").eval()
+    return polydiff.Denoiser(net, polydiff.processes.get(kernel, vocab_size=V), "x0_logits").eval()
 
 
 def test_radd_cached_equals_uncached_with_fewer_calls():
@@ -41,15 +41,15 @@ def test_samples_do_not_depend_on_the_batch():
     assert torch.equal(both.x[1:2], alone.x)
 
 
-def _names():
-    return polydiff.samplers.names(polydiff.processes.get("masked", vocab_size=V))
+def _kernel_samplers():
+    return [(k, s) for k in ("masked", "uniform") for s in polydiff.samplers.names(polydiff.processes.get(k, vocab_size=V))]
 
 
-@pytest.mark.parametrize("sampler", _names())
+@pytest.mark.parametrize(("kernel", "sampler"), _kernel_samplers())
 @pytest.mark.parametrize("kind", ["prompt", "infill"])
-def test_known_positions_never_change(sampler, kind):
-    m = model(time_conditioning=True, seed=1)
-    mask_id = m.process.mask_id
+def test_known_positions_never_change(kernel, sampler, kind):
+    m = model(time_conditioning=True, seed=1, kernel=kernel)
+    mask_id = m.process.num_states - 1  # the mask (masked kernel) or the placeholder generate() starts from (uniform)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, V, (L,), generator=g)
     known = torch.zeros(L, dtype=torch.bool)
@@ -61,7 +61,7 @@ def test_known_positions_never_change(sampler, kind):
     tmpl = Template(torch.where(known, ids, torch.full_like(ids, mask_id)), known)
     out = generate(m, num=3, length=L, context=L, sampler=sampler, steps=12, seed=1, template=tmpl)
     assert torch.equal(out.ids[:, known], ids[known].expand(3, -1))
-    assert (out.ids != mask_id).all(), "every free position is generated"
+    assert (out.ids < V).all(), "every free position is generated"
     traj = polydiff.sample(m, x_start=tmpl.ids.expand(2, L).clone(), sampler=sampler, steps=12, generator=generators(2, 2),
                            guidance=[polydiff.guidance.Replacement(tmpl.ids, known)], return_trajectory=True)
     for x in traj.trajectory:  # every intermediate state keeps the known tokens
@@ -92,8 +92,9 @@ def test_parse_infill():
         prompt_template("To be", tok, 99, 3)
 
 
-def test_prompt_cfg():
-    m = model(time_conditioning=True, seed=2)
+@pytest.mark.parametrize("kernel", ["masked", "uniform"])
+def test_prompt_cfg(kernel):
+    m = model(time_conditioning=True, seed=2, kernel=kernel)
     x = torch.randint(0, V, (2, L))
     known = torch.zeros(2, L, dtype=torch.bool)
     known[:, :4] = True
@@ -102,6 +103,10 @@ def test_prompt_cfg():
     t = torch.tensor([0.3, 0.8])
     assert torch.equal(m.net(x, t, drop_prompt=known), m.net(masked, t))
     tmpl = Template(torch.where(known[0], x[0], torch.full_like(x[0], V)), known[0])
+    if kernel == "uniform":  # the unconditional branch's masked prompt is an input a uniform model never saw
+        with pytest.raises(polydiff.errors.UserInputError, match="masked kernel"):
+            generate(m, num=2, length=L, context=L, sampler="ancestral", steps=8, seed=0, template=tmpl, guidance_scale=3.0)
+        return
     plain = generate(m, num=2, length=L, context=L, sampler="ancestral", steps=8, seed=0, template=tmpl)
     same = generate(m, num=2, length=L, context=L, sampler="ancestral", steps=8, seed=0, template=tmpl, guidance_scale=1.0)
     guided = generate(m, num=2, length=L, context=L, sampler="ancestral", steps=8, seed=0, template=tmpl, guidance_scale=3.0)
