@@ -21,6 +21,10 @@ class DataConfig:
     normalise: str = "minmax"
     val_fraction: float = 0.1
     max_rows: int = 0  # 0: every row; else the first max_rows rows (quick runs)
+    # training windows with missing entries: "drop" them, "keep" them (loss on observed entries only), or
+    # "auto": the recipe's choice (diffusion-ts drops them, since an unconditional model would see the
+    # placeholders noised as if they were data; csdi keeps them, its mask conditioning handles them)
+    incomplete_windows: str = "auto"
 
 
 @dataclass(frozen=True)

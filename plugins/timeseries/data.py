@@ -258,13 +258,27 @@ class WindowDataset(Dataset):
     """Sliding windows of a scaled series: items ``{"x": (L, C) float32, "observed": (L, C) bool}``.
 
     Missing entries of ``x`` hold 0 (a placeholder the losses never count); ``observed`` marks real values.
+    With ``complete_only`` only windows whose every entry is observed are kept (``dropped`` counts the others;
+    a :class:`DataError` if none is complete).
     """
 
-    def __init__(self, scaled: np.ndarray, observed: np.ndarray, window: int, stride: int = 1, source: str = "series") -> None:
+    def __init__(self, scaled: np.ndarray, observed: np.ndarray, window: int, stride: int = 1, source: str = "series",
+                 complete_only: bool = False) -> None:
         self.x = torch.from_numpy(np.where(observed, scaled, 0.0).astype(np.float32))
         self.observed = torch.from_numpy(observed.copy())
         self.window = int(window)
-        self.starts = window_starts(len(scaled), window, stride, source=source)
+        starts = window_starts(len(scaled), window, stride, source=source)
+        self.dropped = 0
+        if complete_only:
+            # a window [s, s + L) is complete when no row in it has a missing entry: a prefix count of bad rows
+            bad = np.concatenate([[0], np.cumsum(~observed.all(axis=1))])
+            keep = bad[starts + window] == bad[starts]
+            if not keep.any():
+                raise DataError(f"{source}: none of the {len(starts)} windows of length {window} is fully observed; "
+                                "train timeseries/csdi (mask-conditioned) or set data.incomplete_windows='keep'")
+            self.dropped = int((~keep).sum())
+            starts = starts[keep]
+        self.starts = starts
 
     def __len__(self) -> int:
         return len(self.starts)

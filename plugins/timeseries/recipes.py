@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,7 +15,7 @@ from torch import nn
 
 import polydiff
 import polydiff.errors
-from polydiff.errors import DataError
+from polydiff.errors import ConfigError, DataError
 from polydiff.losses import sample_time
 from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
 from polydiff.spaces import DenseSpace
@@ -34,6 +35,7 @@ class TimeSeriesRecipe(Recipe):
     config_class: ClassVar[type] = TSConfig
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = PRESETS
     default_method: ClassVar[str] = "reconstruction+replacement"
+    drops_incomplete_windows: ClassVar[bool] = True  # data.incomplete_windows='auto' (see DataConfig)
     sample_options: ClassVar[tuple[SampleOption, ...]] = (
         SampleOption("task", str, "generate", "generate | forecast | impute"),
         SampleOption("input", str, None, "CSV/Parquet with the training columns (and a time column) for forecast/impute"),
@@ -66,11 +68,23 @@ class TimeSeriesRecipe(Recipe):
         s = self._series(cfg)
         sc = self.scaler(cfg, run)
         train, val = split_series(s, cfg.data.val_fraction)
-        tr = WindowDataset(sc.transform(train.values), train.observed, cfg.data.window, cfg.data.stride, source=s.source)
+        drop = self._drop_incomplete(cfg)
+        tr = WindowDataset(sc.transform(train.values), train.observed, cfg.data.window, cfg.data.stride, source=s.source,
+                           complete_only=drop)
+        if tr.dropped:
+            warnings.warn(f"{s.source}: {tr.dropped} of {tr.dropped + len(tr)} training windows have missing values and are "
+                          f"not used by {self.name} (data.incomplete_windows='keep' trains on them with a masked loss)",
+                          UserWarning, stacklevel=2)
         va = None
         if val is not None and len(val.values) >= cfg.data.window:
             va = WindowDataset(sc.transform(val.values), val.observed, cfg.data.window, cfg.data.window, source=s.source)
         return DataBundle(train=tr, val=va)
+
+    def _drop_incomplete(self, cfg: TSConfig) -> bool:
+        choice = cfg.data.incomplete_windows
+        if choice not in ("auto", "drop", "keep"):
+            raise ConfigError(f"data.incomplete_windows={choice!r}: expected 'auto', 'drop' or 'keep'")
+        return choice == "drop" or (choice == "auto" and self.drops_incomplete_windows)
 
     # -- model -----------------------------------------------------------------------------------
     def build_net(self, cfg: TSConfig, channels: int) -> nn.Module:
@@ -220,6 +234,7 @@ class CSDIRecipe(TimeSeriesRecipe):
     name: ClassVar[str] = "timeseries/csdi"
     description: ClassVar[str] = "CSDI-style temporal + feature attention, mask-conditioned training; forecast and impute"
     default_method: ClassVar[str] = "csdi"
+    drops_incomplete_windows: ClassVar[bool] = False  # its mask conditioning is built for missing entries
 
     def build_net(self, cfg: TSConfig, channels: int) -> nn.Module:
         m = cfg.model

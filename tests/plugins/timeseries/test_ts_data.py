@@ -26,6 +26,20 @@ def test_missing_values_become_masks_not_fills():
     assert not bool(item["observed"][2, 0]) and float(item["x"][2, 0]) == 0.0
 
 
+def test_complete_only_keeps_exactly_the_fully_observed_windows():
+    rng = np.random.default_rng(0)
+    observed = rng.random((60, 3)) > 0.03
+    vals = rng.normal(size=(60, 3))
+    for window, stride in ((4, 1), (6, 2), (5, 3)):
+        ds = WindowDataset(vals, observed, window=window, stride=stride, complete_only=True)
+        every = window_starts(60, window, stride)
+        expected = [s for s in every if observed[s:s + window].all()]
+        assert ds.starts.tolist() == expected and ds.dropped == len(every) - len(expected) > 0
+        assert all(bool(ds[i]["observed"].all()) for i in range(len(ds)))
+    with pytest.raises(DataError, match=r"f.csv: none of the 9 windows of length 4 is fully observed.*csdi"):
+        WindowDataset(vals[:12], np.tile([[True], [False]], (6, 3)), window=4, source="f.csv", complete_only=True)
+
+
 def test_non_numeric_column_names_column_and_row():
     df = _frame()
     df["b"] = df["b"].astype(object)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from polydiff.errors import ConfigError
 from polydiff.recipes import RunDir
 from polydiff_timeseries.backbones import CSDINet, DiffusionTSNet, fourier_loss
 from polydiff_timeseries.config import resolve
@@ -112,3 +113,27 @@ def test_tiny_preset_trains_within_two_minutes(tmp_path):
     t0 = time.perf_counter()
     training.train(rec, cfg, RunDir(tmp_path), progress=False)
     assert time.perf_counter() - t0 <= 120.0
+
+
+@pytest.mark.parametrize("recipe_cls, choice, drops", [(DiffusionTSRecipe, "auto", True), (CSDIRecipe, "auto", False),
+                                                        (DiffusionTSRecipe, "keep", False), (CSDIRecipe, "drop", True)])
+def test_incomplete_training_windows(user_csv, tmp_path, recipe_cls, choice, drops):
+    rec = recipe_cls()
+    cfg = resolve("tiny", **{"data.path": str(user_csv), "data.window": 24, "data.stride": 1, "data.val_fraction": 0.0,
+                             "data.incomplete_windows": choice})
+    run = RunDir(tmp_path).ensure()
+    rec.setup(cfg, run)
+    if drops:  # the CSV's 6 missing rows spoil 24-row windows around them: they are dropped, with a warning
+        with pytest.warns(UserWarning, match=r"training windows have missing values"):
+            ds = rec.datasets(cfg, run).train
+        assert ds.dropped > 0 and bool(ds.all()["observed"].all())
+    else:
+        ds = rec.datasets(cfg, run).train
+        assert ds.dropped == 0 and not bool(ds.all()["observed"].all())
+    assert len(ds) + ds.dropped == 240 - 24 + 1
+
+
+def test_incomplete_windows_setting_is_checked(user_csv, tmp_path):
+    cfg = resolve("tiny", **{"data.path": str(user_csv), "data.incomplete_windows": "fill"})
+    with pytest.raises(ConfigError, match=r"data.incomplete_windows='fill'.*'auto', 'drop' or 'keep'"):
+        DiffusionTSRecipe().datasets(cfg, RunDir(tmp_path).ensure())
