@@ -25,6 +25,9 @@ class DataConfig:
     # "auto": the recipe's choice (diffusion-ts drops them, since an unconditional model would see the
     # placeholders noised as if they were data; csdi keeps them, its mask conditioning handles them)
     incomplete_windows: str = "auto"
+    # a time column whose step is not constant: "warn" (rows used as equally spaced), "ignore",
+    # "mask" (insert the missing steps as masked rows) or "error"
+    time_gaps: str = "warn"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from polydiff.errors import DataError, MissingExtraError
+from polydiff.errors import ConfigError, DataError, MissingExtraError
 
 BUNDLED = ("energy", "stocks", "vic_elec", "pedestrian", "ar1")
 
@@ -131,7 +132,8 @@ def load_bundled(name: str) -> Series:
         df = pd.read_csv(root / "fpp3" / "pedestrian.csv")
         wide = df.pivot_table(index="Date_Time", columns="Sensor", values="Count").reset_index()
         wide.columns = [str(c) for c in wide.columns]
-        return frame_to_series(wide, "Date_Time", None, source="tsdata:pedestrian")
+        # one hour is absent at each April DST change (local times collapsed): a missing step, so masked
+        return frame_to_series(wide, "Date_Time", None, source="tsdata:pedestrian", time_gaps="mask")
     if name == "ar1":
         return ar1_series()
     raise DataError(f"data.name={name!r} is not a bundled data set; expected one of {', '.join(BUNDLED)} or set data.path=FILE")
@@ -159,12 +161,20 @@ def guess_time_column(df) -> str | None:
     return None
 
 
-def frame_to_series(df, time_column: str | None, columns: list[str] | None, *, source: str) -> Series:
+TIME_GAPS = ("warn", "ignore", "mask", "error")
+"""What :func:`frame_to_series` does when the time step is not constant (see :func:`regularise_steps`)."""
+
+
+def frame_to_series(df, time_column: str | None, columns: list[str] | None, *, source: str,
+                    time_gaps: str = "warn") -> Series:
     """Validate a DataFrame and turn it into a :class:`Series`.
+
+    ``time_gaps`` handles a time step that is not constant (``warn``: keep the rows as equally spaced
+    steps and say so; ``ignore``; ``mask``: insert the missing steps as masked rows; ``error``).
 
     Raises:
         DataError: a missing or non-numeric column, unparsable, unsorted or duplicate timestamps
-            (naming the column and row), or no rows.
+            (naming the column and row), irregular steps under ``mask``/``error``, or no rows.
     """
     pd = _pandas()
     if len(df) == 0:
@@ -214,7 +224,50 @@ def frame_to_series(df, time_column: str | None, columns: list[str] | None, *, s
             raise DataError(f"{source}: column {c!r}, row {row}: infinite value (use an empty cell for a missing value)")
     observed = np.isfinite(out)
     out[~observed] = np.nan
-    return Series(out, observed, tuple(feats), stamps, source)
+    series = Series(out, observed, tuple(feats), stamps, source)
+    return series if stamps is None else regularise_steps(series, time_gaps, column=str(time_column))
+
+
+def regularise_steps(s: Series, mode: str, *, column: str = "time") -> Series:
+    """Check that ``s``'s timestamps advance by one constant step (the most common one).
+
+    Windows treat rows as equally spaced steps, so a gap (a step of ``k`` times the usual one) or an
+    off-grid timestamp changes what a window means. ``mode``: ``ignore``; ``warn`` (a warning naming the
+    first irregular row); ``error`` (a :class:`DataError` naming it); ``mask`` (insert every missing step
+    as a row of missing values, observed nowhere; a :class:`DataError` when a step is not a whole
+    multiple of the usual one).
+    """
+    if mode not in TIME_GAPS:
+        raise ConfigError(f"data.time_gaps={mode!r}: expected one of {', '.join(TIME_GAPS)}")
+    if s.timestamps is None or len(s.timestamps) < 3 or mode == "ignore":
+        return s
+    d = np.diff(s.timestamps).astype(np.int64)
+    values, counts = np.unique(d, return_counts=True)
+    step = int(values[np.argmax(counts)])
+    odd = np.flatnonzero(d != step)
+    if len(odd) == 0:
+        return s
+    row = int(odd[0]) + 1
+    what = (f"{s.source}: column {column!r}, row {row}: the time step is {np.timedelta64(int(d[row - 1]), 'ns')} here, "
+            f"{np.timedelta64(step, 'ns')} elsewhere ({len(odd)} irregular step(s))")
+    if mode == "warn":
+        warnings.warn(f"{what}; rows are used as equally spaced steps (data.time_gaps='mask' inserts the missing "
+                      "steps as masked rows)", UserWarning, stacklevel=3)
+        return s
+    if mode == "error":
+        raise DataError(f"{what}; set data.time_gaps='mask' to insert the missing steps as masked rows")
+    off_grid = np.flatnonzero(d % step != 0)
+    if len(off_grid):
+        r = int(off_grid[0]) + 1
+        raise DataError(f"{s.source}: column {column!r}, row {r}: timestamp {s.timestamps[r]} is not a whole number of "
+                        f"{np.timedelta64(step, 'ns')} steps after the previous one; cannot insert the missing steps")
+    pos = ((s.timestamps - s.timestamps[0]).astype(np.int64) // step).astype(np.int64)
+    n = int(pos[-1]) + 1
+    vals = np.full((n, s.values.shape[1]), np.nan)
+    observed = np.zeros((n, s.values.shape[1]), dtype=bool)
+    vals[pos], observed[pos] = s.values, s.observed
+    stamps = s.timestamps[0] + np.arange(n) * np.timedelta64(step, "ns")
+    return Series(vals, observed, s.columns, stamps, s.source)
 
 
 def _is_saved_index(df: Any, column: Any) -> bool:
@@ -231,7 +284,7 @@ def load_series(data_cfg: Any) -> Series:
         df = read_table(data_cfg.path)
         tcol = data_cfg.time_column or guess_time_column(df)
         cols = list(data_cfg.columns) if data_cfg.columns else None
-        return frame_to_series(df, tcol, cols, source=str(data_cfg.path))
+        return frame_to_series(df, tcol, cols, source=str(data_cfg.path), time_gaps=getattr(data_cfg, "time_gaps", "warn"))
     s = load_bundled(data_cfg.name)
     if getattr(data_cfg, "columns", None):
         idx = []
@@ -309,5 +362,5 @@ def split_series(s: Series, val_fraction: float) -> tuple[Series, Series | None]
     return part(slice(0, cut)), part(slice(cut, None))
 
 
-__all__ = ["BUNDLED", "Scaler", "Series", "WindowDataset", "ar1_series", "frame_to_series", "guess_time_column",
-           "load_bundled", "load_series", "read_table", "split_series", "window_starts"]
+__all__ = ["BUNDLED", "TIME_GAPS", "Scaler", "Series", "WindowDataset", "ar1_series", "frame_to_series", "guess_time_column",
+           "load_bundled", "load_series", "read_table", "regularise_steps", "split_series", "window_starts"]

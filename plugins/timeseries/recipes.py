@@ -137,7 +137,7 @@ class TimeSeriesRecipe(Recipe):
             raise ValueError(f"--task must be generate, forecast or impute, got {task!r}")
         if not options.get("input"):
             raise ValueError(f"--task {task} needs --input FILE.csv (columns {', '.join(sc.columns)})")
-        series = self.read_input(options["input"], sc, time_column=cfg.data.time_column)
+        series = self.read_input(options["input"], sc, time_column=cfg.data.time_column, time_gaps=cfg.data.time_gaps)
         method = self._method(cfg, options)
         if task == "forecast":
             h = int(options.get("horizon") or cfg.sample.horizon or L // 4)
@@ -145,7 +145,7 @@ class TimeSeriesRecipe(Recipe):
         return self.impute(model, series, sc, L, num=num, method=method, **kw)
 
     @staticmethod
-    def read_input(path: str | Path, sc: Scaler, *, time_column: str | None = None) -> Series:
+    def read_input(path: str | Path, sc: Scaler, *, time_column: str | None = None, time_gaps: str = "warn") -> Series:
         """Read a user file with the training columns (extra columns ignored).
 
         The time column is the run's ``data.time_column`` when the file has it, else a guessed one (or none).
@@ -155,7 +155,7 @@ class TimeSeriesRecipe(Recipe):
         if missing:
             raise DataError(f"{path}: columns {missing} are missing; the model was trained on {list(sc.columns)}")
         tcol = time_column if time_column is not None and time_column in df.columns else guess_time_column(df)
-        return frame_to_series(df, tcol, list(sc.columns), source=str(path))
+        return frame_to_series(df, tcol, list(sc.columns), source=str(path), time_gaps=time_gaps)
 
     def forecast(self, model: nn.Module, series: Series, sc: Scaler, L: int, horizon: int, *, num: int, method: str, **kw: Any) -> TimeSeriesSamples:
         """Forecast ``horizon`` steps after the input's last row from (at most) its last ``L - horizon`` rows."""

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polydiff.errors import DataError
+from polydiff.errors import ConfigError, DataError
 from polydiff_timeseries.data import Scaler, WindowDataset, frame_to_series, load_bundled, window_starts
 
 
@@ -85,4 +85,37 @@ def test_bundled_sets_have_the_documented_shapes():
     assert stocks.values.shape == (3685, 6) and energy.values.shape == (19735, 28)
     vic, ped = load_bundled("vic_elec"), load_bundled("pedestrian")
     assert vic.values.shape == (52608, 2) and vic.timestamps is not None
-    assert ped.values.shape == (17542, 4) and int((~ped.observed).sum()) == 4131
+    # the pivot has 17,542 rows and 4,131 missing cells (reference/data.md); the 2 absent hours are inserted, masked
+    assert ped.values.shape == (17542 + 2, 4) and int((~ped.observed).sum()) == 4131 + 2 * 4
+
+
+def _gappy(n=10, drop=(4, 5)):
+    df = _frame(n).drop(index=list(drop)).reset_index(drop=True)
+    return df
+
+
+def test_time_gaps_are_warned_masked_or_refused():
+    df = _gappy()  # hourly, rows for 04:00 and 05:00 absent: one step of 3 h
+    with pytest.warns(UserWarning, match=r"f.csv: column 'time', row 4: the time step is 10800000000000 nanoseconds"):
+        s = frame_to_series(df, "time", None, source="f.csv")
+    assert len(s.values) == 8  # kept as equally spaced rows, as the warning says
+    with pytest.raises(DataError, match=r"f.csv: column 'time', row 4: .*data.time_gaps='mask'"):
+        frame_to_series(df, "time", None, source="f.csv", time_gaps="error")
+    m = frame_to_series(df, "time", None, source="f.csv", time_gaps="mask")
+    full = frame_to_series(_frame(10), "time", None, source="f.csv")
+    assert np.array_equal(m.timestamps, full.timestamps)
+    assert not m.observed[4:6].any() and m.observed[[0, 1, 2, 3, 6, 7, 8, 9]].all()
+    assert np.array_equal(m.values[m.observed], full.values[m.observed])  # observed values untouched
+    off = _frame(6)
+    off.loc[3, "time"] = off.loc[3, "time"] + pd.Timedelta(minutes=30)  # off the hourly grid
+    with pytest.raises(DataError, match=r"row 3: timestamp .* is not a whole number"):
+        frame_to_series(off, "time", None, source="f.csv", time_gaps="mask")
+    with pytest.raises(ConfigError, match=r"data.time_gaps='fill'"):
+        frame_to_series(df, "time", None, source="f.csv", time_gaps="fill")
+
+
+def test_pedestrian_missing_hours_are_masked_rows():
+    s = load_bundled("pedestrian")
+    d = np.diff(s.timestamps).astype(np.int64)
+    assert (d == d[0]).all()  # the two hours absent at the April DST changes are inserted (and masked)
+    assert (~s.observed.any(axis=1)).sum() >= 2
