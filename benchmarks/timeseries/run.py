@@ -2,6 +2,7 @@
 
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/timeseries/run.py --quick            # minutes on a laptop CPU
+    python benchmarks/timeseries/run.py --budget small                       # tens of minutes on 2 CPU cores
     python benchmarks/timeseries/run.py --device cuda                        # the 'base' budget (GPU)
 
 Protocol:
@@ -45,12 +46,21 @@ PAPER = {  # Diffusion-TS (ICLR 2024), length 24, README fig. 2 (mean of 5 runs)
 }
 
 
-def budget(quick: bool, device: str) -> dict:
-    if quick:
-        return {"preset": "tiny", "train_steps": 1500, "max_rows": 3000, "eval_windows": 200, "gru_iters": 200, "fid_iters": 100,
-                "runs": 1, "gen_steps": 50, "fc_windows": 8, "fc_samples": 32, "nfe": [10, 25, 50], "vic_rows": 6000, "device": device}
-    return {"preset": "base", "train_steps": 12000, "max_rows": 0, "eval_windows": 3000, "gru_iters": 2000, "fid_iters": 1000,
-            "runs": 5, "gen_steps": 100, "fc_windows": 64, "fc_samples": 100, "nfe": [10, 25, 50, 100, 500], "vic_rows": 0, "device": device}
+BUDGETS = {
+    # CPU minutes: tiny models on the first rows, scoring networks barely trained, one run
+    "quick": {"preset": "tiny", "train_steps": 1500, "max_rows": 3000, "eval_windows": 200, "gru_iters": 200, "fid_iters": 100,
+              "runs": 1, "gen_steps": 50, "fc_windows": 8, "fc_samples": 32, "nfe": [10, 25, 50], "vic_rows": 6000},
+    # CPU tens of minutes: the `small` model on the full data, the paper's scoring iterations, 3 runs
+    "small": {"preset": "small", "train_steps": 3000, "max_rows": 0, "eval_windows": 1000, "gru_iters": 2000, "fid_iters": 300,
+              "runs": 3, "gen_steps": 50, "fc_windows": 16, "fc_samples": 50, "nfe": [10, 25, 50, 100, 500], "vic_rows": 0},
+    # the paper's budget (GPU)
+    "base": {"preset": "base", "train_steps": 12000, "max_rows": 0, "eval_windows": 3000, "gru_iters": 2000, "fid_iters": 1000,
+             "runs": 5, "gen_steps": 100, "fc_windows": 64, "fc_samples": 100, "nfe": [10, 25, 50, 100, 500], "vic_rows": 0},
+}
+
+
+def budget(name: str, device: str) -> dict:
+    return {**BUDGETS[name], "name": name, "device": device}
 
 
 def train_recipe(rec, cfg, out: Path, device: str) -> tuple[object, float]:
@@ -149,17 +159,20 @@ def forecasting(b: dict, out: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="CPU-minutes budget (tiny models, small evaluations)")
+    ap.add_argument("--quick", action="store_true", help="same as --budget quick (tiny models, small evaluations)")
+    ap.add_argument("--budget", choices=sorted(BUDGETS), default=None,
+                    help="quick (CPU minutes), small (CPU tens of minutes), base (the paper's; default)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="benchmarks/timeseries/results")
     ap.add_argument("--work", default="/tmp/polydiff-ts-bench", help="run directories (checkpoints are reused)")
     ap.add_argument("--only", choices=["generation", "forecasting"], default=None)
     ap.add_argument("--nfe", default=None, help="comma-separated step counts for the speed sweep (default: the budget's)")
     args = ap.parse_args()
-    b = budget(args.quick, args.device)
+    name = "quick" if args.quick else (args.budget or "base")
+    b = budget(name, args.device)
     if args.nfe:
         b["nfe"] = [int(v) for v in args.nfe.split(",")]
-    work = Path(args.work) / ("quick" if args.quick else "full")
+    work = Path(args.work) / name
     res: dict = {"budget": b, "command": " ".join(sys.argv), "torch": torch.__version__, "machine": platform.platform(),
                  "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"}
     t0 = time.perf_counter()
@@ -171,7 +184,8 @@ def main() -> None:
     res["total_seconds"] = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"timeseries_{'quick' if args.quick else 'full'}_{args.device.split(':')[0]}.json"
+    suffix = f"_{args.only}" if args.only else ""
+    path = out / f"timeseries_{name}_{args.device.split(':')[0]}{suffix}.json"
     path.write_text(json.dumps(res, indent=2, default=float))
     print(markdown(res))
     print(f"wrote {path}")
