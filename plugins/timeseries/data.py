@@ -241,6 +241,12 @@ def regularise_steps(s: Series, mode: str, *, column: str = "time") -> Series:
         raise ConfigError(f"data.time_gaps={mode!r}: expected one of {', '.join(TIME_GAPS)}")
     if s.timestamps is None or len(s.timestamps) < 3 or mode == "ignore":
         return s
+    pd = _pandas()
+    with warnings.catch_warnings():  # pandas 3 warns that infer_freq will return an offset; only None matters here
+        warnings.simplefilter("ignore")
+        regular = pd.infer_freq(pd.DatetimeIndex(s.timestamps)) is not None
+    if regular:
+        return s  # calendar-aware too: monthly ('MS'), business days ('B'), ...
     d = np.diff(s.timestamps).astype(np.int64)
     values, counts = np.unique(d, return_counts=True)
     step = int(values[np.argmax(counts)])
@@ -248,8 +254,8 @@ def regularise_steps(s: Series, mode: str, *, column: str = "time") -> Series:
     if len(odd) == 0:
         return s
     row = int(odd[0]) + 1
-    what = (f"{s.source}: column {column!r}, row {row}: the time step is {np.timedelta64(int(d[row - 1]), 'ns')} here, "
-            f"{np.timedelta64(step, 'ns')} elsewhere ({len(odd)} irregular step(s))")
+    what = (f"{s.source}: column {column!r}, row {row}: the time step is {pd.Timedelta(int(d[row - 1]))} here, "
+            f"{pd.Timedelta(step)} elsewhere ({len(odd)} irregular step(s))")
     if mode == "warn":
         warnings.warn(f"{what}; rows are used as equally spaced steps (data.time_gaps='mask' inserts the missing "
                       "steps as masked rows)", UserWarning, stacklevel=3)
@@ -259,8 +265,8 @@ def regularise_steps(s: Series, mode: str, *, column: str = "time") -> Series:
     off_grid = np.flatnonzero(d % step != 0)
     if len(off_grid):
         r = int(off_grid[0]) + 1
-        raise DataError(f"{s.source}: column {column!r}, row {r}: timestamp {s.timestamps[r]} is not a whole number of "
-                        f"{np.timedelta64(step, 'ns')} steps after the previous one; cannot insert the missing steps")
+        raise DataError(f"{s.source}: column {column!r}, row {r}: timestamp {pd.Timestamp(s.timestamps[r])} is not a whole "
+                        f"number of {pd.Timedelta(step)} steps after the previous one; cannot insert the missing steps")
     pos = ((s.timestamps - s.timestamps[0]).astype(np.int64) // step).astype(np.int64)
     n = int(pos[-1]) + 1
     vals = np.full((n, s.values.shape[1]), np.nan)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,7 +98,8 @@ def _gappy(n=10, drop=(4, 5)):
 
 def test_time_gaps_are_warned_masked_or_refused():
     df = _gappy()  # hourly, rows for 04:00 and 05:00 absent: one step of 3 h
-    with pytest.warns(UserWarning, match=r"f.csv: column 'time', row 4: the time step is 10800000000000 nanoseconds"):
+    with pytest.warns(UserWarning, match=r"f.csv: column 'time', row 4: the time step is 0 days 03:00:00 here, "
+                                         r"0 days 01:00:00 elsewhere \(1 irregular step"):
         s = frame_to_series(df, "time", None, source="f.csv")
     assert len(s.values) == 8  # kept as equally spaced rows, as the warning says
     with pytest.raises(DataError, match=r"f.csv: column 'time', row 4: .*data.time_gaps='mask'"):
@@ -110,6 +113,11 @@ def test_time_gaps_are_warned_masked_or_refused():
     off.loc[3, "time"] = off.loc[3, "time"] + pd.Timedelta(minutes=30)  # off the hourly grid
     with pytest.raises(DataError, match=r"row 3: timestamp .* is not a whole number"):
         frame_to_series(off, "time", None, source="f.csv", time_gaps="mask")
+    for freq in ("MS", "B", "QS"):  # calendar-regular steps of unequal length are regular, no warning
+        cal = pd.DataFrame({"time": pd.date_range("2023-01-01", periods=30, freq=freq), "a": np.arange(30.0)})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert len(frame_to_series(cal, "time", None, source="m.csv").values) == 30
     with pytest.raises(ConfigError, match=r"data.time_gaps='fill'"):
         frame_to_series(df, "time", None, source="f.csv", time_gaps="fill")
 
