@@ -210,13 +210,29 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _extend_stamps(stamps: np.ndarray | None, ctx_len: int, horizon: int, off: int) -> np.ndarray | None:
-    """Timestamps of a forecast window: the context's own, then the median step repeated (None if unknown)."""
+    """Timestamps of a forecast window: the context's own, then the series' frequency continued.
+
+    The frequency is pandas' calendar-aware one (months, business days, ...) when it can be inferred
+    from the last rows, else the median step. ``None`` if the input has no timestamps.
+    """
     if stamps is None or len(stamps) < 2:
         return None
-    step = np.median(np.diff(stamps[-min(len(stamps), 64):]).astype(np.int64)).astype("timedelta64[ns]")
     ctx = stamps[-ctx_len:]
-    before = ctx[0] - step * np.arange(off, 0, -1)
-    after = ctx[-1] + step * np.arange(1, horizon + 1)
+    tail = stamps[-min(len(stamps), 64):]
+    freq = None
+    if len(tail) >= 3:
+        import pandas as pd
+
+        with warnings.catch_warnings():  # pandas 3: infer_freq's return type is changing; a string or offset both work
+            warnings.simplefilter("ignore")
+            freq = pd.infer_freq(pd.DatetimeIndex(tail))
+    if freq is not None:
+        after = pd.date_range(ctx[-1], periods=horizon + 1, freq=freq)[1:].to_numpy(dtype="datetime64[ns]")
+        before = pd.date_range(end=ctx[0], periods=off + 1, freq=freq)[:-1].to_numpy(dtype="datetime64[ns]")
+    else:
+        step = np.median(np.diff(tail).astype(np.int64)).astype("timedelta64[ns]")
+        before = ctx[0] - step * np.arange(off, 0, -1)
+        after = ctx[-1] + step * np.arange(1, horizon + 1)
     return np.concatenate([before, ctx, after])
 
 

@@ -127,3 +127,15 @@ def test_pedestrian_missing_hours_are_masked_rows():
     d = np.diff(s.timestamps).astype(np.int64)
     assert (d == d[0]).all()  # the two hours absent at the April DST changes are inserted (and masked)
     assert (~s.observed.any(axis=1)).sum() >= 2
+
+
+def test_forecast_timestamps_continue_the_calendar():
+    from polydiff_timeseries.recipes import _extend_stamps
+
+    months = pd.date_range("2023-01-31", periods=10, freq="ME").to_numpy(dtype="datetime64[ns]")
+    got = _extend_stamps(months, ctx_len=5, horizon=3, off=2)  # 2 unknown leading steps, 5 context, 3 ahead
+    want = pd.date_range("2023-04-30", periods=10, freq="ME").to_numpy(dtype="datetime64[ns]")
+    assert np.array_equal(got, want)  # month ends, not a median step of 31 days
+    hours = pd.date_range("2024-01-01", periods=6, freq="h").to_numpy(dtype="datetime64[ns]")
+    hours[2] += np.timedelta64(10, "m")  # irregular: no calendar frequency, the median step continues
+    assert np.array_equal(_extend_stamps(hours, 6, 2, 0)[-2:], hours[-1] + np.array([1, 2]) * np.timedelta64(1, "h"))
