@@ -183,7 +183,8 @@ def to_markdown(r: dict, command: str) -> str:
     if "cache_speedup_at_max_steps" in r:
         c = r["cache_speedup_at_max_steps"]
         lines.append(f"MDLM, batch {min(r.get('num', 32), 32)}, cached vs uncached at {c['steps']} steps: {c['cached_s']:.2f} s vs "
-                     f"{c['ancestral_s']:.2f} s ({c['speedup']:.2f}×; the cache skips a call only when no sequence of the batch changed).")
+                     f"{c['ancestral_s']:.2f} s ({c['speedup']:.2f}×; the cache re-evaluates only the sequences that changed; MDLM is "
+                     "time-conditioned, so reusing a prediction is an approximation there, exact for RADD).")
     return "\n".join(lines) + "\n"
 
 
