@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--preset", default="small")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--quick", action="store_true", help="tiny preset, 40 training steps, steps 8/32/64, 4 samples")
+    ap.add_argument("--quick", action="store_true", help="tiny preset, 40 training steps, 4 samples")
     ap.add_argument("--num", type=int, default=32, help="samples per (sampler, steps) cell")
-    ap.add_argument("--steps", default="8,16,32,64,128,256,1024")
+    ap.add_argument("--steps", default=None, help="sampling step counts (default 8,16,32,64,128,256,1024; --quick: 8,32,64)")
     ap.add_argument("--samplers", default="ancestral,cached,confidence")
     ap.add_argument("--mc", type=int, default=0, help="NELBO Monte-Carlo times per sequence (0: the preset's eval.mc)")
     ap.add_argument("--set", action="append", default=[], help="extra key=value overrides for both runs")
@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--radd-steps", type=int, default=0, help="training steps of the RADD run (0: the preset's)")
     ap.add_argument("--cache-num", type=int, default=8, help="sequences (batch 1 each) for the per-sequence cache measurement")
     args = ap.parse_args(argv)
-    preset, overrides, num, step_list = args.preset, list(args.set), args.num, [int(s) for s in args.steps.split(",")]
+    preset, overrides, num = args.preset, list(args.set), args.num
+    step_list = [int(s) for s in (args.steps or ("8,32,64" if args.quick else "8,16,32,64,128,256,1024")).split(",")]
     if args.quick:
-        preset, num, step_list = "tiny", 4, [8, 32, 64]
+        preset, num = "tiny", 4
         overrides = ["train.steps=40", "train.checkpoint_every=40", "eval.max_blocks=16", "eval.mc=2", *overrides]
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
