@@ -2,7 +2,7 @@
 
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/timeseries/run.py --quick            # minutes on a laptop CPU
-    python benchmarks/timeseries/run.py --budget small                       # tens of minutes on 2 CPU cores
+    python benchmarks/timeseries/run.py --budget small                       # about an hour on 2 CPU cores
     python benchmarks/timeseries/run.py --device cuda                        # the 'base' budget (GPU)
 
 Protocol:
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from polydiff.recipes import RunDir
-from polydiff.training import load_model, train
+from polydiff.training import latest_checkpoint, load_model, train
 from polydiff_timeseries.config import resolve
 from polydiff_timeseries.data import Series, load_bundled
 from polydiff_timeseries.evaluation import generation_metrics
@@ -64,11 +64,17 @@ def budget(name: str, device: str) -> dict:
 
 
 def train_recipe(rec, cfg, out: Path, device: str) -> tuple[object, float]:
+    """Train into ``out`` (resuming an interrupted run, skipping a finished one) and load the model.
+
+    Returns the model and the training seconds of this call (NaN when the run was already finished).
+    """
     run = RunDir(out)
-    if (run.checkpoints).exists() and any(run.checkpoints.iterdir()):
+    latest = latest_checkpoint(run.checkpoints)
+    done = int(json.loads((run.checkpoints / "latest").read_text())["step"]) if latest is not None else 0
+    if done >= cfg.train.steps:
         return load_model(rec, cfg, run, device=device), float("nan")
     t0 = time.perf_counter()
-    train(rec, cfg, run, device=device, progress=False)
+    train(rec, cfg, run, device=device, progress=False, resume=latest is not None)
     return load_model(rec, cfg, run, device=device), time.perf_counter() - t0
 
 
