@@ -65,6 +65,8 @@ class TextEvalConfig:
         max_blocks: sequences scored (0 = all). ar_run: run directory of a ``text/ar`` model used as the
         generative-perplexity scorer ("" = skip unless the run itself is AR). gen_num, gen_steps, gen_sampler:
         samples drawn for generative perplexity and speed when no samples folder is given.
+        ngram_order: without an AR scorer, the samples are scored under a Witten-Bell n-gram of this order
+        fitted on the training split and reported as ``gen_ppl_ngram`` (0 = off).
     """
 
     split: str = "test"
@@ -75,6 +77,7 @@ class TextEvalConfig:
     gen_steps: int = 64
     gen_sampler: str = "ancestral"
     seed: int = 0
+    ngram_order: int = 6
 
 
 @dataclass(frozen=True)

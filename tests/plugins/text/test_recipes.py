@@ -75,7 +75,15 @@ def test_mdlm_train_sample_write_evaluate(tmp_path, ar_run):
     assert got["gen_ppl"] == pytest.approx(m["gen_ppl"], rel=1e-6)
     with pytest.warns(UserWarning, match="eval.ar_run"):
         cli_main(["evaluate", str(run.path), "--samples", samples, "--device", "cpu", "--out", str(tmp_path / "m2.json")])
-    assert "gen_ppl" not in json.loads((tmp_path / "m2.json").read_text())
+    m2 = json.loads((tmp_path / "m2.json").read_text())
+    # ... and the samples are scored under the n-gram fallback instead, under its own name
+    assert "gen_ppl" not in m2 and m2["ngram_order"] == 6 and 1 < m2["gen_ppl_ngram"] < math.inf
+    assert 1 < m2["gen_ppl_ngram_real_text"] < m2["gen_ppl_ngram"]  # a 12-step model's samples are worse than text
+    lm = recipe._ngram(cfg2, run)
+    tok = recipe.tokenizer(run)
+    real = torch.as_tensor(tok.encode("ROMEO:\nWhat light through yonder window breaks?\n"))[None]
+    noise = torch.randint(0, len(V), real.shape, generator=torch.Generator().manual_seed(0))
+    assert lm.token_nll(real).mean() < lm.token_nll(noise).mean()
 
 
 def test_radd_is_time_independent(tmp_path):
