@@ -29,8 +29,7 @@ import torch
 
 from polydiff.config import resolve_config, save_config
 from polydiff.recipes import RunDir
-from polydiff.training import load_model, train
-from polydiff.training.checkpoint import latest_checkpoint
+from polydiff.training import latest_step, load_model, train
 from polydiff_text.metrics import ar_nll, diffusion_nelbo, generative_perplexity, unigram_entropy
 from polydiff_text.recipes import ARRecipe, MDLMRecipe, RADDRecipe
 from polydiff_text.sampling import generate
@@ -40,11 +39,10 @@ def train_run(recipe, preset: str, out: Path, overrides: list[str], device: str)
     """Train ``recipe`` into ``out`` (resuming an interrupted run; skipping a finished one) and load it."""
     cfg = resolve_config(recipe, preset=preset, overrides=overrides)
     run = RunDir(out)
-    latest = latest_checkpoint(run.checkpoints)
-    done = int(json.loads((run.checkpoints / "latest").read_text())["step"]) if latest is not None else 0
+    done = latest_step(run.checkpoints)
     t0 = time.perf_counter()
     if done < cfg.train.steps:
-        train(recipe, cfg, run, device=device, progress=True, resume=latest is not None)
+        train(recipe, cfg, run, device=device, progress=True, resume=done > 0)
         save_config(cfg, run.config_path, header={"recipe": recipe.name})
     seconds = time.perf_counter() - t0
     return cfg, run, load_model(recipe, cfg, run, device=device), seconds

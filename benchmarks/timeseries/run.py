@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from polydiff.recipes import RunDir
-from polydiff.training import latest_checkpoint, load_model, train
+from polydiff.training import latest_step, load_model, train
 from polydiff_timeseries.config import resolve
 from polydiff_timeseries.data import Series, load_bundled
 from polydiff_timeseries.evaluation import generation_metrics
@@ -69,12 +69,11 @@ def train_recipe(rec, cfg, out: Path, device: str) -> tuple[object, float]:
     Returns the model and the training seconds of this call (NaN when the run was already finished).
     """
     run = RunDir(out)
-    latest = latest_checkpoint(run.checkpoints)
-    done = int(json.loads((run.checkpoints / "latest").read_text())["step"]) if latest is not None else 0
+    done = latest_step(run.checkpoints)
     if done >= cfg.train.steps:
         return load_model(rec, cfg, run, device=device), float("nan")
     t0 = time.perf_counter()
-    train(rec, cfg, run, device=device, progress=False, resume=latest is not None)
+    train(rec, cfg, run, device=device, progress=False, resume=done > 0)
     return load_model(rec, cfg, run, device=device), time.perf_counter() - t0
 
 

@@ -233,6 +233,13 @@ def _read_latest(directory: Path) -> tuple[int, str]:
         raise CheckpointError(f"checkpoint pointer {path} is corrupt: {e}") from None
 
 
+def latest_step(directory: Path) -> int:
+    """The step of the checkpoint ``latest`` points at; 0 when there is none (a run not started)."""
+    if not (directory / LATEST).exists():
+        return 0
+    return _read_latest(directory)[0]
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
     """The directory ``latest`` points at, or ``None`` when there is no ``latest`` file."""
     if not (directory / LATEST).exists():

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from polydiff.errors import CheckpointError
-from polydiff.training.checkpoint import flatten, latest_checkpoint, load_checkpoint, load_latest, save_checkpoint, unflatten
+from polydiff.training.checkpoint import flatten, latest_checkpoint, latest_step, load_checkpoint, load_latest, save_checkpoint, unflatten
 
 
 def _optimizer_state() -> dict:
@@ -71,7 +71,8 @@ def test_save_load_prune_and_latest(tmp_path):
     ck = load_latest(d)
     assert ck.step == 3 and torch.equal(ck.model["w"], torch.full((3,), 3.0)) and torch.equal(ck.model["b"], torch.arange(2))
     assert torch.equal(ck.state["opt"][0]["m"], torch.ones(2))
-    assert latest_checkpoint(d) == d / "step-00000003"
+    assert latest_checkpoint(d) == d / "step-00000003" and latest_step(d) == 3
+    assert latest_step(tmp_path / "never-started") == 0
     assert not list(d.glob(".tmp-*"))
 
 
