@@ -28,7 +28,7 @@ from .data import load_corpus, pack
 from .metrics import ar_nll, diffusion_nelbo, generative_perplexity, unigram_entropy
 from .ngram import NGramLM, fit_ngram
 from .score_entropy import score_entropy_loss
-from .sampling import ar_generate, generate, parse_infill, prompt_template
+from .sampling import ar_generate, encode_option, generate, parse_infill, prompt_template
 from .tokenizers import fit_tokenizer, load_tokenizer
 from .writers import TextSamples, read_jsonl, write_jsonl, write_txt
 
@@ -134,15 +134,13 @@ class _TextRecipe(Recipe):
             raise ConfigError(f"model.kernel={m.kernel!r}: expected 'masked' or 'uniform'")
         net = TextTransformer(V, m.d_model, m.n_layers, m.n_heads, time_conditioning=self.time_conditioning, dropout=m.dropout)
         process = polydiff.processes.get(m.kernel, vocab_size=V, schedule=m.schedule, eps=m.eps)
-        model = polydiff.Denoiser(net, process, "x0_logits")
-        model.loss_options = {"time_sampling": m.time_sampling,
-                              "discrete_objective": "nelbo" if m.kernel == "masked" else "elbo"}
-        return model
+        return polydiff.Denoiser(net, process, "x0_logits")
 
-    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
-        inner = getattr(model, "module", model)
-        opts = getattr(inner, "loss_options", {})
-        return model.loss(batch, generator=generator, **opts).loss  # type: ignore[operator]
+    def loss(self, model: nn.Module, batch: Any, cfg: TextConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The masked kernel's NELBO (MDLM) or the uniform kernel's ELBO, times drawn by ``model.time_sampling``."""
+        objective = "nelbo" if cfg.model.kernel == "masked" else "elbo"
+        return model.loss(batch, generator=generator, time_sampling=cfg.model.time_sampling,  # type: ignore[operator]
+                          discrete_objective=objective).loss
 
     # -- sampling -----------------------------------------------------------------------------------
     def sample(self, model: nn.Module, cfg: TextConfig, run: RunDir, *, num: int, sampler: str, steps: int, seed: int,
@@ -150,10 +148,10 @@ class _TextRecipe(Recipe):
         tok = self.tokenizer(run)
         model.eval()
         prompt, infill = str(options.get("prompt") or ""), str(options.get("infill") or "")
-        length = int(options.get("length") or cfg.sample.length or cfg.data.block_size)
+        length = _length(options, cfg)
         mask_id = model.process.num_states - 1
         if prompt and infill:
-            raise ValueError("give either --prompt or --infill, not both")
+            raise polydiff.errors.UserInputError("give either --prompt or --infill, not both")
         template = None
         if infill:
             template = parse_infill(infill, tok, mask_id)
@@ -247,6 +245,17 @@ class _TextRecipe(Recipe):
         return net.eval(), tok, acfg.data.block_size
 
 
+def _length(options: Mapping[str, Any], cfg: TextConfig) -> int:
+    """``--length`` (else ``sample.length``, else one block), at least 1."""
+    given = options.get("length")
+    length = int(given if given else (cfg.sample.length or cfg.data.block_size))
+    if length < 1:
+        src = "--length" if given else "sample.length"
+        raise polydiff.errors.UserInputError(f"{src} {length}: expected a positive number of tokens (0: one block of "
+                                             f"{cfg.data.block_size})")
+    return length
+
+
 def _maybe_corpus(d: Any, split: str) -> list:
     try:
         return load_corpus(d.source, d.path, split, max_docs=d.max_docs)
@@ -268,9 +277,17 @@ def _read_samples(samples_dir: Path | None) -> list[str] | None:
     if samples_dir is None:
         return None
     f = Path(samples_dir) / "samples.jsonl"
-    if not f.exists():
-        raise polydiff.errors.DataError(f"{f} not found; expected the samples.jsonl written by 'polydiff sample'")
-    return [r["text"] for r in read_jsonl(f)]
+    if not f.is_file():
+        found = sorted(p.name for p in Path(samples_dir).iterdir())[:6] if Path(samples_dir).is_dir() else []
+        raise polydiff.errors.DataError(f"--samples {samples_dir}: expected samples.jsonl written by 'polydiff sample' of a text "
+                                        f"run; found {', '.join(found) if found else 'no files'}")
+    try:
+        texts = [r["text"] for r in read_jsonl(f)]
+    except (ValueError, KeyError, TypeError) as e:
+        raise polydiff.errors.DataError(f"{f}: not a text samples file (each line a JSON object with a 'text' field): {e}") from None
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise polydiff.errors.DataError(f"{f}: no samples ('text' strings) in the file")
+    return texts
 
 
 class MDLMRecipe(_TextRecipe):
@@ -295,12 +312,10 @@ class SEDDRecipe(_TextRecipe):
     name = "text/sedd"
     description = "score-entropy discrete diffusion (SEDD, absorbing, scale-by-sigma): the score-entropy objective"
 
-    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
-        inner = getattr(model, "module", model)
-        if getattr(inner.process, "mask_id", None) is None:
+    def loss(self, model: nn.Module, batch: Any, cfg: TextConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+        if getattr(model.process, "mask_id", None) is None:
             raise ConfigError("text/sedd needs model.kernel='masked'")
-        return score_entropy_loss(model, batch, generator=generator,
-                                  time_sampling=getattr(inner, "loss_options", {}).get("time_sampling", "stratified")).loss
+        return score_entropy_loss(model, batch, generator=generator, time_sampling=cfg.model.time_sampling).loss
 
 
 class ARRecipe(_TextRecipe):
@@ -316,7 +331,7 @@ class ARRecipe(_TextRecipe):
         return ARLanguageModel(TextTransformer(V, m.d_model, m.n_layers, m.n_heads, time_conditioning=False, causal=True,
                                                dropout=m.dropout))
 
-    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(self, model: nn.Module, batch: Any, cfg: TextConfig, generator: torch.Generator | None = None) -> torch.Tensor:
         return model.loss(batch).loss  # type: ignore[operator]
 
     def sample(self, model: nn.Module, cfg: TextConfig, run: RunDir, *, num: int, sampler: str, steps: int, seed: int,
@@ -324,10 +339,13 @@ class ARRecipe(_TextRecipe):
         tok = self.tokenizer(run)
         model.eval()
         if options.get("infill"):
-            raise ValueError("the AR baseline cannot infill; use text/mdlm or text/radd")
+            raise polydiff.errors.UserInputError("--infill: the AR baseline cannot infill; use text/mdlm or text/radd")
         prompt = str(options.get("prompt") or "")
-        length = int(options.get("length") or cfg.sample.length or cfg.data.block_size)
-        prefix = torch.as_tensor(tok.encode(prompt)) if prompt else None
+        length = _length(options, cfg)
+        prefix = torch.as_tensor(encode_option(tok, prompt, "--prompt")) if prompt else None
+        if prefix is not None and len(prefix) >= length:
+            raise polydiff.errors.UserInputError(f"--prompt has {len(prefix)} tokens; the sequence length is {length}: give a "
+                                                 "shorter prompt or a larger --length")
         gen = ar_generate(model.net, num=num, length=length, bos_id=model.bos_id, seed=seed, prefix=prefix,
                           batch_size=cfg.sample.batch_size, context=cfg.data.block_size)
         return _to_samples(tok, gen, prompt, "autoregressive", gen.steps, seed)

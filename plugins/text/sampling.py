@@ -18,6 +18,7 @@ from torch import Tensor
 
 import polydiff
 import polydiff.errors
+from polydiff.seeding import sample_generators
 
 _MASK_SPAN = re.compile(r"\[MASK:(\d+)\]")
 
@@ -56,29 +57,40 @@ class Generation:
 def parse_infill(template: str, tokenizer: Any, mask_id: int) -> Template:
     """Parse ``"To be, [MASK:20] the question"``: each ``[MASK:n]`` is ``n`` free tokens, the rest fixed."""
     if "[MASK" in _MASK_SPAN.sub("", template) or any(int(m.group(1)) < 1 for m in _MASK_SPAN.finditer(template)):
-        raise ValueError(f"infill template {template!r}: write spans as [MASK:n] with n a positive integer")
+        raise polydiff.errors.UserInputError(f"--infill {template!r}: write spans as [MASK:n] with n a positive integer")
+    if not _MASK_SPAN.search(template):
+        raise polydiff.errors.UserInputError(f"--infill {template!r}: no [MASK:n] span to generate (use --prompt for a prefix)")
     ids: list[int] = []
     known: list[bool] = []
     pos = 0
     for m in _MASK_SPAN.finditer(template):
-        lit = tokenizer.encode(template[pos : m.start()]).tolist()
+        lit = encode_option(tokenizer, template[pos : m.start()], "--infill").tolist()
         ids += lit
         known += [True] * len(lit)
         n = int(m.group(1))
         ids += [mask_id] * n
         known += [False] * n
         pos = m.end()
-    lit = tokenizer.encode(template[pos:]).tolist()
+    lit = encode_option(tokenizer, template[pos:], "--infill").tolist()
     ids += lit
     known += [True] * len(lit)
     return Template(torch.tensor(ids, dtype=torch.int64), torch.tensor(known, dtype=torch.bool))
 
 
+def encode_option(tokenizer: Any, text: str, option: str) -> Any:
+    """``tokenizer.encode(text)``; text it cannot encode is a :class:`~polydiff.errors.UserInputError` naming ``option``."""
+    try:
+        return tokenizer.encode(text)
+    except ValueError as e:  # CharTokenizer: characters outside the vocabulary
+        raise polydiff.errors.UserInputError(f"{option}: {e} (this run's tokenizer was fitted on its training text)") from None
+
+
 def prompt_template(prompt: str, tokenizer: Any, mask_id: int, length: int) -> Template:
     """The prompt as fixed prefix of a sequence of ``length`` tokens."""
-    p = tokenizer.encode(prompt).tolist() if prompt else []
+    p = encode_option(tokenizer, prompt, "--prompt").tolist() if prompt else []
     if len(p) >= length:
-        raise ValueError(f"prompt has {len(p)} tokens; the sequence length is {length}: give a shorter prompt or a longer length")
+        raise polydiff.errors.UserInputError(f"--prompt has {len(p)} tokens; the sequence length is {length}: give a shorter "
+                                             "prompt or a larger --length")
     ids = torch.full((length,), mask_id, dtype=torch.int64)
     ids[: len(p)] = torch.tensor(p, dtype=torch.int64)
     known = torch.zeros(length, dtype=torch.bool)
@@ -106,8 +118,8 @@ def _replacement(ids: Tensor, known: Tensor) -> Any:
 
 
 def generators(seed: int, num: int, start: int = 0, device: torch.device | str = "cpu") -> list[torch.Generator]:
-    """One generator per sample (``seed + i``), so a sample does not depend on the batch it is in."""
-    return [torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + start + i) for i in range(num)]
+    """One generator per sample (the core's rule, ``mix_seed(seed, i)``), so a sample does not depend on its batch."""
+    return sample_generators(seed, num, start=start, device=device)
 
 
 def model_device(model: Any) -> torch.device:

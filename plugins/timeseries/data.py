@@ -53,6 +53,8 @@ class Scaler:
     scale: np.ndarray
     columns: tuple[str, ...]
     kind: str = "minmax"
+    lo: np.ndarray | None = None  # per-feature training minimum and maximum (None: not recorded)
+    hi: np.ndarray | None = None
 
     @classmethod
     def fit(cls, series: Series, kind: str = "minmax") -> Scaler:
@@ -69,7 +71,19 @@ class Scaler:
             raise ValueError(f"data.normalise must be 'minmax', 'standard' or 'none', got {kind!r}")
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
         shift = np.where(np.isfinite(shift), shift, 0.0)
-        return cls(shift=shift.astype(np.float64), scale=scale.astype(np.float64), columns=series.columns, kind=kind)
+        with warnings.catch_warnings():  # an all-missing column: nan, handled like an unknown range
+            warnings.simplefilter("ignore")
+            lo, hi = np.nanmin(v, axis=0), np.nanmax(v, axis=0)
+        return cls(shift=shift.astype(np.float64), scale=scale.astype(np.float64), columns=series.columns, kind=kind,
+                   lo=lo.astype(np.float64), hi=hi.astype(np.float64))
+
+    def range(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Per-feature training ``(min, max)`` (for ``minmax`` scaling derived from it when not recorded)."""
+        if self.lo is not None and self.hi is not None:
+            return self.lo, self.hi
+        if self.kind == "minmax":
+            return self.shift - self.scale, self.shift + self.scale
+        return None, None
 
     def transform(self, v: np.ndarray) -> np.ndarray:
         return (v - self.shift) / self.scale
@@ -80,15 +94,18 @@ class Scaler:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        rng = {} if self.lo is None or self.hi is None else {"lo": self.lo.tolist(), "hi": self.hi.tolist()}
         path.write_text(json.dumps({"shift": self.shift.tolist(), "scale": self.scale.tolist(),
-                                    "columns": list(self.columns), "kind": self.kind}))
+                                    "columns": list(self.columns), "kind": self.kind, **rng}))
 
     @classmethod
     def load(cls, path: Path) -> Scaler:
         if not Path(path).exists():
             raise DataError(f"{path}: normalisation statistics not found (was the run trained?)")
         d = json.loads(Path(path).read_text())
-        return cls(np.asarray(d["shift"]), np.asarray(d["scale"]), tuple(d["columns"]), d.get("kind", "minmax"))
+        lo, hi = d.get("lo"), d.get("hi")
+        return cls(np.asarray(d["shift"]), np.asarray(d["scale"]), tuple(d["columns"]), d.get("kind", "minmax"),
+                   None if lo is None else np.asarray(lo, dtype=np.float64), None if hi is None else np.asarray(hi, dtype=np.float64))
 
 
 def _pkgdir(name: str, pip_line: str) -> Path:
@@ -247,6 +264,9 @@ def regularise_steps(s: Series, mode: str, *, column: str = "time") -> Series:
         regular = pd.infer_freq(pd.DatetimeIndex(s.timestamps)) is not None
     if regular:
         return s  # calendar-aware too: monthly ('MS'), business days ('B'), ...
+    cal = _calendar_gaps(s, mode, column)
+    if cal is not None:
+        return cal
     d = np.diff(s.timestamps).astype(np.int64)
     values, counts = np.unique(d, return_counts=True)
     step = int(values[np.argmax(counts)])
@@ -274,6 +294,70 @@ def regularise_steps(s: Series, mode: str, *, column: str = "time") -> Series:
     vals[pos], observed[pos] = s.values, s.observed
     stamps = s.timestamps[0] + np.arange(n) * np.timedelta64(step, "ns")
     return Series(vals, observed, s.columns, stamps, s.source)
+
+
+def _calendar_frequency(stamps: np.ndarray) -> Any:
+    """The calendar frequency (quarters, months, business days, ...) of most stretches of ``stamps``, or ``None``.
+
+    ``pd.infer_freq`` needs every step regular; here it is asked about short stretches (8 stamps) and the most
+    common answer is kept, so one missing quarter does not hide that the series is quarterly.
+    """
+    pd = _pandas()
+    votes: dict[str, int] = {}
+    n = len(stamps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lo in range(0, max(n - 2, 1), 4):
+            chunk = stamps[lo:lo + 8]
+            if len(chunk) < 3:
+                break
+            try:
+                f = pd.infer_freq(pd.DatetimeIndex(chunk))
+            except (TypeError, ValueError):
+                f = None
+            if f is not None:
+                votes[str(f)] = votes.get(str(f), 0) + 1
+    return max(votes, key=votes.get) if votes else None
+
+
+def _calendar_gaps(s: Series, mode: str, column: str) -> Series | None:
+    """Gaps on a calendar grid: ``None`` when the stamps are not (a subset of) one calendar frequency's grid."""
+    pd = _pandas()
+    freq = _calendar_frequency(s.timestamps)
+    if freq is None:
+        return None
+    try:
+        if isinstance(pd.tseries.frequencies.to_offset(freq), pd.offsets.Tick):
+            return None  # a fixed duration (hours, days, ...): the step-based check below handles it exactly
+    except ValueError:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            grid = pd.date_range(s.timestamps[0], s.timestamps[-1], freq=freq).to_numpy(dtype="datetime64[ns]")
+    except (TypeError, ValueError):
+        return None
+    if len(grid) > 4 * len(s.timestamps) or not np.isin(s.timestamps, grid).all():
+        return None  # off the grid: the step-based check below explains where
+    if len(grid) == len(s.timestamps):
+        return s
+    pos = np.searchsorted(grid, s.timestamps)
+    jumps = np.flatnonzero(np.diff(pos) > 1)
+    row = int(jumps[0]) + 1
+    missing = len(grid) - len(s.timestamps)
+    first = pd.Timestamp(grid[pos[row - 1] + 1])
+    what = (f"{s.source}: column {column!r}, row {row}: {missing} missing step(s) of frequency {freq!r} "
+            f"(the first is {first.date() if first == first.normalize() else first}, before row {row})")
+    if mode == "warn":
+        warnings.warn(f"{what}; rows are used as equally spaced steps (data.time_gaps='mask' inserts the missing "
+                      "steps as masked rows)", UserWarning, stacklevel=4)
+        return s
+    if mode == "error":
+        raise DataError(f"{what}; set data.time_gaps='mask' to insert the missing steps as masked rows")
+    vals = np.full((len(grid), s.values.shape[1]), np.nan)
+    observed = np.zeros((len(grid), s.values.shape[1]), dtype=bool)
+    vals[pos], observed[pos] = s.values, s.observed
+    return Series(vals, observed, s.columns, grid, s.source)
 
 
 def _is_saved_index(df: Any, column: Any) -> bool:
@@ -322,7 +406,7 @@ class WindowDataset(Dataset):
     """
 
     def __init__(self, scaled: np.ndarray, observed: np.ndarray, window: int, stride: int = 1, source: str = "series",
-                 complete_only: bool = False) -> None:
+                 complete_only: bool = False, allow_empty: bool = False) -> None:
         self.x = torch.from_numpy(np.where(observed, scaled, 0.0).astype(np.float32))
         self.observed = torch.from_numpy(observed.copy())
         self.window = int(window)
@@ -332,7 +416,7 @@ class WindowDataset(Dataset):
             # a window [s, s + L) is complete when no row in it has a missing entry: a prefix count of bad rows
             bad = np.concatenate([[0], np.cumsum(~observed.all(axis=1))])
             keep = bad[starts + window] == bad[starts]
-            if not keep.any():
+            if not keep.any() and not allow_empty:
                 raise DataError(f"{source}: none of the {len(starts)} windows of length {window} is fully observed; "
                                 "train timeseries/csdi (mask-conditioned) or set data.incomplete_windows='keep'")
             self.dropped = int((~keep).sum())

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from polydiff.errors import DataError
 
 from .generation_metrics import context_fid, correlational_score, discriminative_score, predictive_score
 from .metrics import point_errors, probabilistic_metrics
@@ -34,6 +37,36 @@ def generation_metrics(real: np.ndarray, fake: np.ndarray, *, gru_iters: int, fi
     return out
 
 
+def _skipped(what: str, why: str) -> None:
+    warnings.warn(f"evaluate: {what} skipped: {why}", UserWarning, stacklevel=3)
+
+
+def read_generated(samples_dir: Path, columns: tuple[str, ...], window: int) -> np.ndarray:
+    """Generated windows ``(N, L, C)`` in original units from ``generate.npz`` written by ``polydiff sample --task generate``.
+
+    Raises:
+        DataError: the folder has no such file, or it holds another task's, columns or window (naming it).
+    """
+    f = Path(samples_dir) / "generate.npz"
+    if not f.is_file():
+        found = sorted(p.name for p in Path(samples_dir).iterdir())[:6] if Path(samples_dir).is_dir() else []
+        raise DataError(f"--samples {samples_dir}: expected generate.npz written by 'polydiff sample RUN --task generate' of a "
+                        f"time-series run; found {', '.join(found) if found else 'no files'}")
+    try:
+        with np.load(f, allow_pickle=False) as d:
+            x, cols, task = np.asarray(d["samples"], dtype=np.float64), tuple(str(v) for v in d["columns"]), str(d["task"])
+    except Exception as e:  # noqa: BLE001 - any reader failure is one line naming the file
+        raise DataError(f"{f}: not a time-series samples file ({type(e).__name__}: {e})") from None
+    if task != "generate" or x.ndim != 3:
+        raise DataError(f"{f}: holds {task!r} samples; evaluate reads generated windows (polydiff sample RUN --task generate)")
+    if cols != tuple(columns) or x.shape[1] != window:
+        raise DataError(f"{f}: windows of length {x.shape[1]} with columns {list(cols)}; this run has window {window} and "
+                        f"columns {list(columns)}")
+    if not np.isfinite(x).all():
+        raise DataError(f"{f}: the samples hold non-finite values")
+    return x
+
+
 def evaluate_recipe(recipe: Any, model: Any, cfg: Any, run: Any, samples_dir: Path | None) -> dict[str, float]:
     """Metrics of a trained recipe (sizes from ``cfg.eval``).
 
@@ -51,22 +84,43 @@ def evaluate_recipe(recipe: Any, model: Any, cfg: Any, run: Any, samples_dir: Pa
     c = len(sc.columns)
     kw = dict(sampler=cfg.sample.sampler, seed=cfg.train.seed, batch_size=cfg.sample.batch_size,
               scale=cfg.sample.guidance_scale, noise_std=cfg.sample.noise_std)
-    if ev.generation_metrics and getattr(recipe, "default_method", "") != "csdi":
+    given = None if samples_dir is None else read_generated(Path(samples_dir), tuple(sc.columns), L)
+    conditional = getattr(recipe, "default_method", "") == "csdi"
+    if not ev.generation_metrics:
+        pass
+    elif conditional and given is None:
+        _skipped("generation metrics (discriminative, predictive, context_fid, correlational)",
+                 f"{recipe.name} is mask-conditioned: it forecasts and imputes but does not generate unconditionally "
+                 "(pass --samples DIR with generated windows to score them)")
+    else:
         allw = bundle.train.all()
         full = allw["observed"].reshape(len(allw["x"]), -1).all(dim=1)
         xs = allw["x"][full]
         out["generation_windows"] = float(len(xs))
-    if ev.generation_metrics and getattr(recipe, "default_method", "") != "csdi" and len(xs) >= 2:
-        idx = torch.randperm(len(xs), generator=g)[: ev.num_windows]
-        real = sc.inverse(xs[idx].double().numpy())
-        t0 = time.perf_counter()
-        gen = sample_windows(model, None, None, num=len(idx), shape=(1, L, c), steps=ev.gen_steps, **kw)
-        out["generate_seconds"] = time.perf_counter() - t0
-        fake = sc.inverse(gen.x[:, 0].double().numpy())
-        out.update(generation_metrics(real, fake, gru_iters=ev.gru_iters, fid_iters=ev.fid_iters, runs=ev.runs, seed=cfg.train.seed))
+        if len(xs) < 2:
+            _skipped("generation metrics (discriminative, predictive, context_fid, correlational)",
+                     f"only {len(xs)} of {len(allw['x'])} training windows are fully observed (they are the real data "
+                     "these metrics compare with; at least 2 are needed)")
+        else:
+            n_real = ev.num_windows if given is None else min(ev.num_windows, len(given))
+            idx = torch.randperm(len(xs), generator=g)[:n_real]
+            real = sc.inverse(xs[idx].double().numpy())
+            if given is None:
+                t0 = time.perf_counter()
+                gen = sample_windows(model, None, None, num=len(idx), shape=(1, L, c), steps=ev.gen_steps, **kw)
+                out["generate_seconds"] = time.perf_counter() - t0
+                fake = sc.inverse(gen.x[:, 0].double().numpy())
+            else:
+                fake = given[: len(idx)]
+                out["generated_windows_read"] = float(len(given))
+            out.update(generation_metrics(real, fake, gru_iters=ev.gru_iters, fid_iters=ev.fid_iters, runs=ev.runs, seed=cfg.train.seed))
     if bundle.val is None or len(bundle.val) == 0:
         # never score forecasts on training windows: report that there was nothing held out instead
         out["heldout_windows"] = 0.0
+        vf = cfg.data.val_fraction
+        _skipped("forecast_* and impute_* metrics",
+                 f"no held-out window: the last data.val_fraction={vf:g} of the rows is shorter than data.window={L}"
+                 if vf > 0 else "data.val_fraction=0 holds out no rows; forecasts are never scored on training windows")
         return out
     w = bundle.val.all()
     out["heldout_windows"] = float(len(w["x"]))

@@ -15,7 +15,7 @@ from torch import nn
 
 import polydiff
 import polydiff.errors
-from polydiff.errors import ConfigError, DataError
+from polydiff.errors import ConfigError, DataError, UserInputError
 from polydiff.losses import sample_time
 from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
 from polydiff.spaces import DenseSpace
@@ -23,7 +23,7 @@ from polydiff.spaces import DenseSpace
 from .backbones import CSDINet, DiffusionTSNet, fourier_loss
 from .config import PRESETS, TSConfig
 from .data import Scaler, Series, WindowDataset, frame_to_series, guess_time_column, load_series, read_table, split_series
-from .tasks import forecast_mask, sample_windows
+from .tasks import METHODS, forecast_mask, sample_windows
 from .writers import TimeSeriesSamples, write_all
 
 SCALER_FILE = "scaler.json"
@@ -40,7 +40,9 @@ class TimeSeriesRecipe(Recipe):
         SampleOption("task", str, "generate", "generate | forecast | impute"),
         SampleOption("input", str, None, "CSV/Parquet with the training columns (and a time column) for forecast/impute"),
         SampleOption("horizon", int, 0, "forecast horizon in steps (0: sample.horizon or window // 4)"),
-        SampleOption("method", str, None, "replacement | reconstruction | reconstruction+replacement | dps | csdi"),
+        SampleOption("method", str, None, "replacement | reconstruction | reconstruction+replacement | dps | cg | csdi"),
+        SampleOption("pad_context", bool, False, "forecast from an input shorter than window - horizon rows (the missing "
+                     "earlier steps are sampled too)"),
     )
 
     # -- data ------------------------------------------------------------------------------------
@@ -69,12 +71,32 @@ class TimeSeriesRecipe(Recipe):
         sc = self.scaler(cfg, run)
         train, val = split_series(s, cfg.data.val_fraction)
         drop = self._drop_incomplete(cfg)
-        tr = WindowDataset(sc.transform(train.values), train.observed, cfg.data.window, cfg.data.stride, source=s.source,
-                           complete_only=drop)
-        if tr.dropped:
-            warnings.warn(f"{s.source}: {tr.dropped} of {tr.dropped + len(tr)} training windows have missing values and are "
-                          f"not used by {self.name} (data.incomplete_windows='keep' trains on them with a masked loss)",
-                          UserWarning, stacklevel=2)
+        batch = _global_batch(cfg)
+        scaled = sc.transform(train.values)
+        tr = WindowDataset(scaled, train.observed, cfg.data.window, cfg.data.stride, source=s.source)
+        total = len(tr)
+        if total < batch:
+            raise DataError(
+                f"{s.source}: the training part ({len(train.values)} rows) gives {total} windows of length {cfg.data.window} "
+                f"(stride {cfg.data.stride}), fewer than one batch of {batch}; set train.batch_size={max(1, total)} or lower, "
+                "a shorter data.window, data.stride=1, or use a longer file")
+        if drop:
+            complete = WindowDataset(scaled, train.observed, cfg.data.window, cfg.data.stride, source=s.source,
+                                     complete_only=True, allow_empty=True)
+            if len(complete) >= batch:
+                tr = complete
+                if tr.dropped:
+                    warnings.warn(f"{s.source}: {tr.dropped} of {total} training windows have missing values and are "
+                                  f"not used by {self.name} (data.incomplete_windows='keep' trains on them with a masked loss)",
+                                  UserWarning, stacklevel=2)
+            elif cfg.data.incomplete_windows == "drop":
+                raise DataError(f"{s.source}: data.incomplete_windows='drop' leaves {len(complete)} of {total} training windows, "
+                                f"fewer than one batch of {batch}; set data.incomplete_windows='keep' or "
+                                f"train.batch_size={max(1, len(complete))} or lower")
+            else:
+                warnings.warn(f"{s.source}: {total - len(complete)} of {total} training windows have missing values; dropping "
+                              f"them would leave {len(complete)}, fewer than one batch of {batch}, so {self.name} trains on "
+                              "all of them with the loss on observed entries only", UserWarning, stacklevel=2)
         va = None
         if val is not None and len(val.values) >= cfg.data.window:
             va = WindowDataset(sc.transform(val.values), val.observed, cfg.data.window, cfg.data.window, source=s.source)
@@ -93,13 +115,10 @@ class TimeSeriesRecipe(Recipe):
 
     def build_model(self, cfg: TSConfig, run: RunDir) -> nn.Module:
         channels = len(self.scaler(cfg, run).columns)
-        den = polydiff.Denoiser(self.build_net(cfg, channels), polydiff.processes.get(cfg.model.process), prediction="x0")
-        den.ts_fourier_weight = None if cfg.model.fourier_weight < 0 else float(cfg.model.fourier_weight)  # read by loss()
-        den.ts_mask_strategy = cfg.model.mask_strategy
-        return den
+        return polydiff.Denoiser(self.build_net(cfg, channels), polydiff.processes.get(cfg.model.process), prediction="x0")
 
-    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
-        """x0-MSE over observed entries plus the Fourier term (weight ``sqrt(L)/5`` unless set)."""
+    def loss(self, model: nn.Module, batch: Any, cfg: TSConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x0-MSE over observed entries plus the Fourier term (weight ``model.fourier_weight``; ``sqrt(L)/5`` if < 0)."""
         x, obs = batch["x"], batch["observed"].to(torch.bool)
         space = DenseSpace()
         t = sample_time(model.process, x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
@@ -107,7 +126,7 @@ class TimeSeriesRecipe(Recipe):
         x0_hat = model(noised.x_t, t, None, space=space)
         m = obs.to(x.dtype)
         mse = ((x0_hat - x) ** 2 * m).sum() / m.sum().clamp(min=1)
-        w = getattr(_unwrap(model), "ts_fourier_weight", None)
+        w = None if cfg.model.fourier_weight < 0 else float(cfg.model.fourier_weight)
         if w is None:
             w = math.sqrt(x.shape[1]) / 5.0
         return mse + w * fourier_loss(x0_hat, x, obs).mean()
@@ -115,6 +134,9 @@ class TimeSeriesRecipe(Recipe):
     # -- sampling --------------------------------------------------------------------------------
     def _method(self, cfg: TSConfig, options: Mapping[str, Any]) -> str:
         method = options.get("method") or cfg.sample.method or self.default_method
+        if method not in METHODS or method == "none":
+            src = "--method" if options.get("method") else "sample.method"
+            raise UserInputError(f"{src} {method!r}: expected one of {', '.join(m for m in METHODS if m != 'none')}")
         if method == "csdi" and self.default_method != "csdi":
             raise polydiff.errors.UserInputError(
                 f"method 'csdi' needs a mask-conditioned model (train timeseries/csdi); {self.name} is unconditional: "
@@ -130,19 +152,40 @@ class TimeSeriesRecipe(Recipe):
         kw = dict(sampler=sampler, steps=steps, seed=seed, batch_size=cfg.sample.batch_size,
                   scale=cfg.sample.guidance_scale, noise_std=cfg.sample.noise_std)
         model.eval()
+        if task not in ("generate", "forecast", "impute"):
+            raise UserInputError(f"--task {task!r}: expected generate, forecast or impute")
         if task == "generate":
             r = sample_windows(model, None, None, num=num, shape=(1, L, c), **kw)
-            return TimeSeriesSamples("generate", sc.inverse(r.x[:, 0].double().numpy()), sc.columns, nfe=r.nfe)
-        if task not in ("forecast", "impute"):
-            raise ValueError(f"--task must be generate, forecast or impute, got {task!r}")
+            out = TimeSeriesSamples("generate", sc.inverse(r.x[:, 0].double().numpy()), sc.columns, nfe=r.nfe)
+            return check_divergence(out, sc, "generated windows")
         if not options.get("input"):
-            raise ValueError(f"--task {task} needs --input FILE.csv (columns {', '.join(sc.columns)})")
-        series = self.read_input(options["input"], sc, time_column=cfg.data.time_column, time_gaps=cfg.data.time_gaps)
+            raise UserInputError(f"--task {task} needs --input FILE.csv with the columns {', '.join(sc.columns)} (and a time column)")
         method = self._method(cfg, options)
+        h = 0
         if task == "forecast":
-            h = int(options.get("horizon") or cfg.sample.horizon or L // 4)
-            return self.forecast(model, series, sc, L, h, num=num, method=method, **kw)
-        return self.impute(model, series, sc, L, num=num, method=method, **kw)
+            h = self._horizon(cfg, options, L)
+        series = self.read_input(options["input"], sc, time_column=cfg.data.time_column, time_gaps=cfg.data.time_gaps)
+        if task == "forecast":
+            out = self.forecast(model, series, sc, L, h, num=num, method=method, pad=bool(options.get("pad_context")), **kw)
+        else:
+            out = self.impute(model, series, sc, L, num=num, method=method, **kw)
+        return check_divergence(out, sc, f"{task} (--method {method})")
+
+    @staticmethod
+    def _horizon(cfg: TSConfig, options: Mapping[str, Any], L: int) -> int:
+        """``--horizon`` (or ``sample.horizon``, else ``L // 4``, said in a warning), checked against the window."""
+        given = options.get("horizon")
+        if given is None or given == 0:
+            h = int(cfg.sample.horizon or L // 4)
+            where = "sample.horizon" if cfg.sample.horizon else f"the window's quarter (window {L} // 4)"
+            warnings.warn(f"no --horizon given: forecasting {h} steps ({where}); pass --horizon N to choose", UserWarning,
+                          stacklevel=3)
+        else:
+            h = int(given)
+        if not 0 < h < L:
+            raise UserInputError(f"--horizon {h}: expected 1 to {L - 1} steps for this model (window {L}: the forecast and "
+                                 "at least one step of context must fit in one window)")
+        return h
 
     @staticmethod
     def read_input(path: str | Path, sc: Scaler, *, time_column: str | None = None, time_gaps: str = "warn") -> Series:
@@ -157,10 +200,19 @@ class TimeSeriesRecipe(Recipe):
         tcol = time_column if time_column is not None and time_column in df.columns else guess_time_column(df)
         return frame_to_series(df, tcol, list(sc.columns), source=str(path), time_gaps=time_gaps)
 
-    def forecast(self, model: nn.Module, series: Series, sc: Scaler, L: int, horizon: int, *, num: int, method: str, **kw: Any) -> TimeSeriesSamples:
-        """Forecast ``horizon`` steps after the input's last row from (at most) its last ``L - horizon`` rows."""
+    def forecast(self, model: nn.Module, series: Series, sc: Scaler, L: int, horizon: int, *, num: int, method: str,
+                 pad: bool = False, **kw: Any) -> TimeSeriesSamples:
+        """Forecast ``horizon`` steps after the input's last row from its last ``L - horizon`` rows.
+
+        A shorter input is refused unless ``pad`` (``--pad-context``): then the missing leading steps are
+        unknown (masked) and sampled with the forecast.
+        """
         if not 0 < horizon < L:
-            raise ValueError(f"--horizon must be in [1, {L - 1}] for a model with window {L}, got {horizon}")
+            raise UserInputError(f"--horizon {horizon}: expected 1 to {L - 1} steps for a model with window {L}")
+        if len(series.values) < L - horizon and not pad:
+            raise UserInputError(f"{series.source}: {len(series.values)} rows of context; a {horizon}-step forecast with this "
+                                 f"model (window {L}) needs the last {L - horizon} rows (give a longer --input, a longer "
+                                 "--horizon, or --pad-context true to let the model fill the missing earlier steps)")
         ctx_len = min(L - horizon, len(series.values))
         vals = np.full((L, len(sc.columns)), np.nan)
         obs = np.zeros((L, len(sc.columns)), dtype=bool)
@@ -205,8 +257,42 @@ class TimeSeriesRecipe(Recipe):
         return evaluate_recipe(self, model, cfg, run, samples_dir)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)  # DistributedDataParallel keeps the Denoiser in .module
+DIVERGENCE_WIDTHS = 1.0
+"""Sampled values more than this many training-range widths below the minimum or above the maximum
+of a column are reported as diverged (a warning naming the column); non-finite values are an error."""
+
+
+def check_divergence(s: TimeSeriesSamples, sc: Scaler, what: str, widths: float = DIVERGENCE_WIDTHS) -> TimeSeriesSamples:
+    """Refuse non-finite samples and warn about sampled (not given) values far outside the training range."""
+    x = np.asarray(s.samples, dtype=np.float64)
+    free = np.ones(x.shape[1:], dtype=bool) if s.observed is None else ~np.asarray(s.observed, dtype=bool)
+    bad = ~np.isfinite(x) & free[None]
+    if bad.any():
+        n = int(bad.reshape(len(x), -1).any(axis=1).sum())
+        j = int(np.flatnonzero(bad.any(axis=(0, 1)))[0])
+        raise UserInputError(f"{what}: {n} of {len(x)} samples have non-finite values (first in column {s.columns[j]!r}); "
+                             "nothing was written: try --method replacement, a smaller sample.guidance_scale or more --steps")
+    lo, hi = sc.range()
+    if lo is None:
+        return s
+    width = np.maximum(hi - lo, 1e-12)
+    below, above = lo - widths * width, hi + widths * width
+    out = ((x < below) | (x > above)) & free[None]
+    if out.any():
+        n = int(out.reshape(len(x), -1).any(axis=1).sum())
+        j = int(np.flatnonzero(out.any(axis=(0, 1)))[0])
+        col = x[..., j][free[None, :, j].repeat(len(x), 0)]
+        warnings.warn(f"{what}: {n} of {len(x)} samples diverged: values more than {widths:g}x the training range beyond it "
+                      f"(column {s.columns[j]!r} spans {col.min():.4g} to {col.max():.4g}, trained on {lo[j]:.4g} to {hi[j]:.4g}); "
+                      "try --method replacement, a smaller sample.guidance_scale or more --steps", UserWarning, stacklevel=3)
+    return s
+
+
+def _global_batch(cfg: TSConfig) -> int:
+    """``train.batch_size`` times the number of processes (the engine's global batch)."""
+    import os
+
+    return int(cfg.train.batch_size) * max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
 
 
 def _extend_stamps(stamps: np.ndarray | None, ctx_len: int, horizon: int, off: int) -> np.ndarray | None:
@@ -256,10 +342,10 @@ class CSDIRecipe(TimeSeriesRecipe):
         m = cfg.model
         return CSDINet(cfg.data.window, channels, m.csdi_channels, m.csdi_layers, m.n_heads)
 
-    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(self, model: nn.Module, batch: Any, cfg: TSConfig, generator: torch.Generator | None = None) -> torch.Tensor:
         """x0-MSE on target entries (observed but hidden from the network), CSDI's self-supervised masking."""
         x, obs = batch["x"], batch["observed"].to(torch.bool)
-        cond_mask = training_mask(obs, getattr(_unwrap(model), "ts_mask_strategy", "mix"), generator)
+        cond_mask = training_mask(obs, cfg.model.mask_strategy, generator)
         target = obs & ~cond_mask
         space = DenseSpace()
         t = sample_time(model.process, x.shape[0], generator=generator, device=x.device, dtype=x.dtype)

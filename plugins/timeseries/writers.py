@@ -79,6 +79,18 @@ def write_npz(s: TimeSeriesSamples, path: Path) -> Path:
     return path
 
 
+PLOTTED_WINDOWS = 8
+"""Generated windows drawn in the PNG (all of them are in the CSV and NPZ)."""
+
+
+def plot_title(task: str, n: int, drawn: int, shown_cols: int, cols: int) -> str:
+    """The PNG title: what is drawn (samples and columns) out of what was written."""
+    what = (f"{drawn} of {n} samples drawn" if task == "generate" and drawn < n else
+            f"{n} samples" + (" (median, 50% and 90% bands)" if task != "generate" else ""))
+    shown = f"; first {shown_cols} of {cols} columns" if shown_cols < cols else ""
+    return f"{task}: {what}{shown} (all in the CSV and NPZ)" if (shown or drawn < n) else f"{task}: {what}"
+
+
 def write_png(s: TimeSeriesSamples, path: Path, max_features: int = 4) -> Path:
     """Median with 50% and 90% bands and the observed points (forecast/impute), or a few generated windows."""
     import matplotlib
@@ -87,11 +99,12 @@ def write_png(s: TimeSeriesSamples, path: Path, max_features: int = 4) -> Path:
     import matplotlib.pyplot as plt
 
     c = min(len(s.columns), max_features)
+    n, drawn = s.samples.shape[0], min(PLOTTED_WINDOWS, s.samples.shape[0])
     fig, axes = plt.subplots(c, 1, figsize=(9, 2.2 * c), squeeze=False, sharex=True)
     for j in range(c):
         ax = axes[j, 0]
         if s.task == "generate":
-            for k in range(min(8, s.samples.shape[0])):
+            for k in range(drawn):
                 ax.plot(s.samples[k, :, j], lw=0.8, alpha=0.8)
         else:
             x = s.timestamps if s.timestamps is not None else np.arange(s.samples.shape[1])
@@ -103,12 +116,13 @@ def write_png(s: TimeSeriesSamples, path: Path, max_features: int = 4) -> Path:
                 o = s.observed[:, j]
                 ax.scatter(np.asarray(x)[o], s.values[o, j], s=4, color="k", label="observed", zorder=3)
         ax.set_ylabel(str(s.columns[j]))
-    axes[0, 0].set_title(f"{s.task}: {s.samples.shape[0]} samples")
+    title = plot_title(s.task, n, drawn if s.task == "generate" else n, c, len(s.columns))
+    axes[0, 0].set_title(title, fontsize=9)
     if s.task != "generate":
         axes[0, 0].legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, metadata={"Title": title})
     plt.close(fig)
     return path
 
@@ -120,4 +134,4 @@ def write_all(s: TimeSeriesSamples, out_dir: Path, stem: str | None = None) -> l
     return [write_csv(s, out_dir / f"{stem}.csv"), write_npz(s, out_dir / f"{stem}.npz"), write_png(s, out_dir / f"{stem}.png")]
 
 
-__all__ = ["TimeSeriesSamples", "WRITE_QUANTILES", "write_all", "write_csv", "write_npz", "write_png"]
+__all__ = ["PLOTTED_WINDOWS", "TimeSeriesSamples", "WRITE_QUANTILES", "plot_title", "write_all", "write_csv", "write_npz", "write_png"]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from polydiff.errors import ConfigError
+from polydiff.errors import ConfigError, UserInputError
 from polydiff.recipes import RunDir
 from polydiff_timeseries.backbones import CSDINet, DiffusionTSNet, fourier_loss
 from polydiff_timeseries.config import resolve
@@ -87,9 +87,9 @@ def test_evaluate_reports_metrics(trained):
 
 def test_bad_task_and_horizon_are_clear(trained, user_csv):
     rec, cfg, run, model = trained
-    with pytest.raises(ValueError, match="--task must be"):
+    with pytest.raises(UserInputError, match="--task .nowcast.: expected generate, forecast or impute"):
         rec.sample(model, cfg, run, num=1, sampler="ddim", steps=2, seed=0, options={"task": "nowcast", "input": str(user_csv)})
-    with pytest.raises(ValueError, match="--horizon must be in"):
+    with pytest.raises(UserInputError, match="--horizon 24: expected 1 to 23"):
         rec.sample(model, cfg, run, num=1, sampler="ddim", steps=2, seed=0, options={"task": "forecast", "input": str(user_csv), "horizon": 24})
 
 
