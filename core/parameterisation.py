@@ -14,19 +14,63 @@ Per-sample coefficients (shape ``(B,)``) are expanded onto the state by a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from .schedules import ScheduleValues
 from .spaces import DataSpace
 from .types import Prediction, State
 
 
-@dataclass(frozen=True)
-class Denoised:
-    """A Gaussian model's estimate at ``z_t``: ``x0`` and ``eps`` with ``z_t = alpha x0 + sigma eps``."""
+class _Lazy:
+    """A deferred value: ``fn()`` evaluated on first access (see :meth:`Denoised.lazy`)."""
 
-    x0: State
-    eps: State
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], State]) -> None:
+        self.fn = fn
+
+
+class Denoised:
+    """A Gaussian model's estimate at ``z_t``: ``x0`` and ``eps`` with ``z_t = alpha x0 + sigma eps``.
+
+    Immutable. ``Denoised(x0, eps)`` holds two states (shaped like ``z_t``); :meth:`Denoised.lazy` defers
+    either one to its first access (then cached), so a sampler that reads only ``x0`` never pays for
+    the conversion to ``eps``.
+    """
+
+    __slots__ = ("_x0", "_eps")
+
+    def __init__(self, x0: State, eps: State) -> None:
+        object.__setattr__(self, "_x0", x0)
+        object.__setattr__(self, "_eps", eps)
+
+    @classmethod
+    def lazy(cls, x0: State | Callable[[], State], eps: State | Callable[[], State]) -> Denoised:
+        """An estimate whose ``x0`` and/or ``eps`` are zero-argument functions, each evaluated once on first access."""
+        return cls(_Lazy(x0) if callable(x0) else x0, _Lazy(eps) if callable(eps) else eps)
+
+    def _get(self, name: str) -> State:
+        v = object.__getattribute__(self, name)
+        if isinstance(v, _Lazy):
+            v = v.fn()
+            object.__setattr__(self, name, v)
+        return v
+
+    @property
+    def x0(self) -> State:
+        """The estimate of the clean data, shaped like ``z_t``."""
+        return self._get("_x0")
+
+    @property
+    def eps(self) -> State:
+        """The estimate of the noise, shaped like ``z_t``."""
+        return self._get("_eps")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Denoised is immutable (cannot set {name!r})")
+
+    def __repr__(self) -> str:
+        return f"Denoised(x0={self.x0!r}, eps={self.eps!r})"
 
 
 def to_x0_eps(out: State, prediction: Prediction | str, z_t: State, values: ScheduleValues, space: DataSpace) -> Denoised:
@@ -40,12 +84,12 @@ def to_x0_eps(out: State, prediction: Prediction | str, z_t: State, values: Sche
         space: the data space (expands ``(B,)`` scalars onto the state).
     """
     p = Prediction.parse(prediction)
+    if p is Prediction.EPS:  # the other field is converted on first use only
+        return Denoised.lazy(x0=lambda: (z_t - _ex(values.sigma, z_t, space) * out) / _ex(values.alpha, z_t, space), eps=out)
+    if p is Prediction.X0:
+        return Denoised.lazy(x0=out, eps=lambda: (z_t - _ex(values.alpha, z_t, space) * out) / _ex(values.sigma, z_t, space))
     a = space.expand(values.alpha.to(_dt(z_t)), z_t)
     s = space.expand(values.sigma.to(_dt(z_t)), z_t)
-    if p is Prediction.EPS:
-        return Denoised(x0=(z_t - s * out) / a, eps=out)
-    if p is Prediction.X0:
-        return Denoised(x0=out, eps=(z_t - a * out) / s)
     if p is Prediction.SCORE:
         eps = -s * out
         return Denoised(x0=(z_t - s * eps) / a, eps=eps)
@@ -88,6 +132,11 @@ def convert(
     if Prediction.parse(src) == Prediction.parse(dst):
         return out
     return from_x0_eps(to_x0_eps(out, src, z_t, values, space), dst, values, space)
+
+
+def _ex(v, z_t: State, space: DataSpace) -> State:
+    """A per-sample coefficient ``v`` of shape ``(B,)`` expanded onto ``z_t`` in its dtype."""
+    return space.expand(v.to(_dt(z_t)), z_t)
 
 
 def _dt(x: State):

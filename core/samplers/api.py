@@ -66,8 +66,10 @@ def sample(
         generator: one ``torch.Generator`` or one per sample (results then do not depend on the batch).
         cond: conditioning passed to the network.
         guidance: guidance objects (model wrappers and/or state corrections).
-        t_start: start time (clipped to the process's ``t_max``); t_end: last time before the step to 0.
-        grid: a grid kind (``uniform``, ``log-snr``, ``karras``) or an explicit descending grid.
+        t_start: start time (clipped to the process's ``t_max`` and to the sampler's latest start, e.g. just
+            below ``t = 1`` for reverse-SDE samplers on the flow schedule); t_end: last time before the step to 0.
+        grid: a grid kind (``uniform``, ``log-snr``, ``karras``) or an explicit descending grid; default
+            (``None``): the sampler's measured best kind for the process (``SamplerSpec.default_grid``).
         space: the data space (inferred from the state when omitted).
         x_start: the state at ``t_start`` (skips drawing the initial state).
         callback: called with a :class:`~polydiff.samplers.base.StepInfo` after every step.
@@ -90,8 +92,10 @@ def sample(
     space = space or infer_space(template)
     batch_size = space.batch_size(template)
 
+    t_limit = spec.start_for(process)
     if grid is None or isinstance(grid, str):
-        g = time_grid(process, steps, kind=grid or "uniform", t_start=min(float(t_start), process.t_max), t_end=t_end)
+        kind = grid if grid is not None else spec.grid_for(process)
+        g = time_grid(process, steps, kind=kind, t_start=min(float(t_start), t_limit), t_end=t_end)
     else:
         g = custom_grid(grid)
     g = g.to(first_leaf(template).device)
@@ -101,7 +105,7 @@ def sample(
     sampler_model = guided(model, *wrappers)
     if x_start is not None:
         x = as_state(x_start)
-    elif like is not None and t0 < process.t_max - 1e-12:
+    elif like is not None and t0 < t_limit - 1e-12:
         tt = torch.full((batch_size,), t0, dtype=_time_dtype(template), device=first_leaf(template).device)
         x = process.noise(as_state(like), tt, generator=generator, space=space, cond=cond).x_t
     else:

@@ -127,6 +127,12 @@ class SamplerSpec:
         stochastic: whether it draws noise during sampling.
         options: the keyword options it understands, with defaults.
         description: one line for ``polydiff plugins``.
+        supports_product: whether it runs product processes with non-Gaussian components.
+        default_grid: the grid kind :func:`polydiff.sample` uses when no ``grid`` is given: a name from
+            :data:`~polydiff.samplers.GRID_KINDS`, or a function of the process returning one (chosen by
+            measurement; see ``benchmarks/results/sampler_grids.md``).
+        start: optional function of the process giving the latest time the sampler can start from
+            (e.g. below a singularity of the reverse SDE); ``polydiff.sample`` clips ``t_start`` to it.
     """
 
     name: str
@@ -137,6 +143,17 @@ class SamplerSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     supports_product: bool = False
+    default_grid: str | Callable[[ForwardProcess], str] = "uniform"
+    start: Callable[[ForwardProcess], float] | None = None
+
+    def grid_for(self, process: ForwardProcess) -> str:
+        """The default grid kind of this sampler on ``process``."""
+        return self.default_grid(process) if callable(self.default_grid) else self.default_grid
+
+    def start_for(self, process: ForwardProcess) -> float:
+        """The latest start time on ``process``: ``min(process.t_max, start(process))``."""
+        t_max = float(process.t_max)
+        return t_max if self.start is None else min(t_max, float(self.start(process)))
 
     def supports(self, process: ForwardProcess) -> bool:
         """Whether this sampler can run ``process``."""

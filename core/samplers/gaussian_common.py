@@ -7,7 +7,10 @@ removes a process's mean offset first). For product processes whose components a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,6 +24,80 @@ from ..types import State
 from .base import SamplerContext, SamplerModel
 
 Coef = Callable[[ScheduleValues], Tensor]
+
+
+@dataclass(frozen=True)
+class GridValues:
+    """One Gaussian schedule evaluated once at every point of a grid (float64, as Python floats).
+
+    Every field is a tuple of ``len(grid)`` floats: ``alpha``, ``sigma`` and their time derivatives
+    ``d_alpha``, ``d_sigma``; ``lam`` is DPM-Solver's half log-SNR ``log(alpha / sigma)`` (``+inf`` where
+    ``sigma = 0``, ``-inf`` where ``alpha = 0``); ``drift`` is ``f = d_alpha / alpha`` and ``g2`` is
+    ``g^2 = 2 sigma d_sigma - 2 f sigma^2`` (``inf`` where ``alpha = 0``). Grid times are shared by the
+    batch, so a step's coefficients are plain numbers that broadcast onto any state.
+    """
+
+    t: tuple[float, ...]
+    alpha: tuple[float, ...]
+    sigma: tuple[float, ...]
+    d_alpha: tuple[float, ...]
+    d_sigma: tuple[float, ...]
+    lam: tuple[float, ...]
+    drift: tuple[float, ...]
+    g2: tuple[float, ...]
+
+    @classmethod
+    def of(cls, process: GaussianProcess, grid: Tensor) -> GridValues:
+        """Evaluate ``process``'s schedule once on ``grid`` (shape ``(N + 1,)``)."""
+        g = grid.detach().to(device="cpu", dtype=torch.float64)
+        v = process.schedule(g)
+        with torch.no_grad():
+            half_lam = 0.5 * process.log_snr(g)
+            a, s, da, ds = v.alpha, v.sigma, v.d_alpha, v.d_sigma
+            drift = torch.where(a > 0, da / a.clamp(min=torch.finfo(a.dtype).tiny), torch.full_like(a, -math.inf))
+            g2 = torch.where(a > 0, 2.0 * s * ds - 2.0 * drift.nan_to_num(neginf=0.0) * s * s, torch.full_like(a, math.inf))
+        return cls(*(tuple(x.tolist()) for x in (g, a, s, da, ds, half_lam, drift, g2)))
+
+
+@dataclass(frozen=True)
+class GridCoefficients:
+    """The schedule of a sampler call evaluated once per grid point, before the loop.
+
+    ``parts`` maps component keys to :class:`GridValues` (the single key ``""`` for a lone process).
+    :meth:`coef` turns a per-component formula into a number (lone process) or a
+    :class:`~polydiff.state.StateDict` of numbers (product process), either of which multiplies a state.
+    ``times[i]`` is grid time ``i`` as a per-sample tensor of shape ``(B,)``.
+    """
+
+    parts: Mapping[str, GridValues]
+    times: Tensor
+    product: bool
+
+    def coef(self, fn: Callable[[GridValues], float]) -> Any:
+        """``fn(values)`` for the lone process, or ``StateDict({key: fn(values_key)})`` for a product."""
+        if not self.product:
+            return fn(self.parts[""])
+        return StateDict({k: fn(v) for k, v in self.parts.items()})
+
+    def any(self, pred: Callable[[GridValues], bool]) -> bool:
+        """Whether ``pred`` holds for any component."""
+        return any(pred(v) for v in self.parts.values())
+
+
+def grid_coefficients(ctx: SamplerContext, grid: Tensor, like: State) -> GridCoefficients:
+    """Evaluate the schedule(s) of ``ctx.process`` once on ``grid`` and the per-sample times ``(N + 1, B)``.
+
+    Args:
+        grid: descending times, shape ``(N + 1,)``. like: the state (dtype and device of the times).
+    """
+    process = ctx.process
+    leaf = first_leaf(like)
+    dtype = torch.promote_types(leaf.dtype, torch.float32) if leaf.is_floating_point() else torch.float64
+    times = grid.to(device=leaf.device, dtype=dtype).unsqueeze(1).expand(len(grid), ctx.batch_size).contiguous()
+    if isinstance(process, ProductProcess):
+        parts = {k: GridValues.of(p, grid) for k, p in process.components.items()}
+        return GridCoefficients(parts, times, True)
+    return GridCoefficients({"": GridValues.of(process, grid)}, times, False)
 
 
 def coef(ctx: SamplerContext, t: Tensor, x: State, fn: Coef) -> State:
@@ -40,7 +117,8 @@ def estimate(model: SamplerModel, x: State, t: Tensor, ctx: SamplerContext) -> D
         parts = d.parts
         if not all(isinstance(p, Denoised) for p in parts.values()):
             raise ValueError("this sampler needs every component of the product process to be Gaussian")
-        return Denoised(x0=StateDict({k: p.x0 for k, p in parts.items()}), eps=StateDict({k: p.eps for k, p in parts.items()}))
+        return Denoised.lazy(x0=lambda: StateDict({k: p.x0 for k, p in parts.items()}),
+                             eps=lambda: StateDict({k: p.eps for k, p in parts.items()}))
     if not isinstance(d, Denoised):
         raise TypeError(f"a Gaussian sampler got {type(d).__name__} from the model")
     return d
@@ -164,19 +242,38 @@ def shared_process(ctx: SamplerContext, sampler: str, option: str):
 Step = Callable[[State, Denoised, Tensor, Tensor], State]
 
 
-def single_evaluation_loop(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext, step: Step) -> State:
+def first_order_step(coefs: GridCoefficients, x: State, x0: State, i: int) -> State:
+    """The DDIM / DPM-Solver-1 / EDM-Euler step from grid point ``i`` to ``i + 1``, from the x0 estimate alone.
+
+    ``z_s = (sigma_s / sigma_t) z_t + alpha_s (1 - exp(lambda_t - lambda_s)) x0_hat`` (``lambda = log(alpha / sigma)``);
+    finite where ``alpha_t = 0``. ``x``, ``x0``: states of the same structure.
+    """
+    ratio = coefs.coef(lambda v: v.sigma[i + 1] / v.sigma[i])
+    phi = coefs.coef(lambda v: v.alpha[i + 1] * -math.expm1(v.lam[i] - v.lam[i + 1]))
+    return ratio * x + phi * x0
+
+
+IndexedStep = Callable[[State, Denoised, int], State]
+
+
+def single_evaluation_loop(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext, step: IndexedStep,
+                           coefs: GridCoefficients | None = None) -> State:
     """Walk ``grid`` with one network evaluation per step.
 
-    ``step(x, d, t, s)`` maps the state at ``t`` and the estimate ``d`` there to the state at
-    ``s < t`` (``t``, ``s`` of shape ``(B,)``); a step that lands on ``t = 0`` returns ``d.x0``.
-    State corrections and the step report are applied after every step.
+    ``step(x, d, i)`` maps the state at ``grid[i]`` and the estimate ``d`` there to the state at
+    ``grid[i + 1]`` (the step reads its coefficients from ``coefs``, evaluated once before the loop);
+    a step that lands on ``t = 0`` returns ``d.x0``. State corrections and the step report are applied
+    after every step.
     """
     n = len(grid) - 1
+    coefs = coefs or grid_coefficients(ctx, grid, x)
+    times = coefs.times
+    last_is_zero = is_final(grid[-1])
     for i in range(n):
-        leaf = first_leaf(x)
-        t, s = ctx.times(grid[i], leaf), ctx.times(grid[i + 1], leaf)
+        t, s = times[i], times[i + 1]
         d = estimate(model, x, t, ctx)
-        x = d.x0 if is_final(grid[i + 1]) else step(x, d, t, s)
-        x = ctx.correct(x, s)
+        x = d.x0 if (last_is_zero and i == n - 1) else step(x, d, i)
+        if ctx.corrections:
+            x = ctx.correct(x, s)
         ctx.report(i, n, t, s, x, d.x0)
     return x

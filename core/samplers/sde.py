@@ -7,12 +7,16 @@ and ``score = -eps_hat / sigma``. Both samplers return ``x0_hat`` on the step to
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import torch
 from torch import Tensor
 
-from ..state import first_leaf
+from ..processes import ForwardProcess, GaussianProcess, ProductProcess
 from ..types import State
 from .base import SamplerContext, SamplerModel, SamplerSpec
-from .gaussian_common import check_finite, coef, estimate, is_final, projected_noise, single_evaluation_loop
+from .gaussian_common import GridCoefficients, GridValues, estimate, grid_coefficients, is_final, projected_noise, single_evaluation_loop
 from .registry import register_builtin
 
 
@@ -20,20 +24,54 @@ def euler_maruyama(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerCont
     """Euler–Maruyama on the reverse SDE; one NFE per step; weak order 1.
 
     ``z_s = z_t + (s - t) (f z_t + g^2 eps_hat / sigma_t) + g sqrt(t - s) xi``. The reverse SDE is singular
-    where ``alpha_t = 0`` (``t = 1`` of the flow schedule): such a grid is rejected with a ``ValueError``.
+    where ``alpha_t = 0`` (``t = 1`` of the flow schedule); :func:`polydiff.sample` therefore starts this
+    sampler at :func:`sde_start` on such processes, and an explicit grid through such a time raises ``ValueError``.
 
     Shapes: ``x`` is any state; ``grid`` is ``(steps + 1,)``.
     """
-    return single_evaluation_loop(model, x, grid, ctx, lambda x, d, t, s: _em_step(ctx, x, d.eps, t, s, "euler-maruyama"))
+    coefs = grid_coefficients(ctx, grid, x)
+    return single_evaluation_loop(model, x, grid, ctx, lambda x, d, i: _em_step(ctx, coefs, x, d.eps, i, "euler-maruyama"), coefs)
 
 
-def _em_step(ctx: SamplerContext, x: State, eps: State, t: Tensor, s: Tensor, name: str) -> State:
-    """One Euler–Maruyama step of the reverse SDE from ``t`` to ``s < t``."""
-    dt = s - t  # negative, shape (B,)
-    c_x = coef(ctx, t, x, lambda v: 1.0 + dt * check_finite(v.drift, "the drift f(t)", name, t))
-    c_eps = coef(ctx, t, x, lambda v: dt * check_finite(v.diffusion_sq / v.sigma, "g(t)^2 / sigma_t", name, t))
-    c_noise = coef(ctx, t, x, lambda v: (v.diffusion_sq.clamp(min=0.0) * (-dt)).sqrt())
+def _em_step(ctx: SamplerContext, coefs: GridCoefficients, x: State, eps: State, i: int, name: str) -> State:
+    """One Euler–Maruyama step of the reverse SDE from grid point ``i`` to ``i + 1``."""
+    if coefs.any(lambda v: not (math.isfinite(v.drift[i]) and math.isfinite(v.g2[i]))):
+        raise ValueError(
+            f"{name}: the drift f(t) is not finite at t={coefs.times[i][0].item():.6g} (alpha_t = 0 there); "
+            "start the grid below the singular time, e.g. t_start=0.999"
+        )
+
+    def dt(v: GridValues) -> float:
+        return v.t[i + 1] - v.t[i]  # negative
+
+    c_x = coefs.coef(lambda v: 1.0 + dt(v) * v.drift[i])
+    c_eps = coefs.coef(lambda v: dt(v) * v.g2[i] / v.sigma[i])
+    c_noise = coefs.coef(lambda v: math.sqrt(max(v.g2[i], 0.0) * -dt(v)))
     return c_x * x + c_eps * eps + c_noise * projected_noise(ctx, x)
+
+
+def sde_start(process: ForwardProcess) -> float:
+    """The latest start time of the reverse-SDE samplers on ``process``.
+
+    The process's ``t_max`` where the drift ``f = d log alpha / dt`` is finite there; where ``alpha_{t_max} = 0``
+    (the flow schedule at ``t = 1``; f and g^2 diverge) the time where ``alpha / sigma = 1e-3`` (``t = 0.999``
+    for flow, as SiT starts its SDE sampler just inside the interval). The prior ``N(0, sigma^2)`` drawn there
+    differs from the exact marginal by a mean ``alpha mu`` and a variance ``alpha^2 s^2``: 1e-3 of the data's scale.
+    """
+    parts = process.components.values() if isinstance(process, ProductProcess) else (process,)
+    start = process.t_max
+    for p in parts:
+        if not isinstance(p, GaussianProcess):
+            continue
+        t = torch.tensor([p.t_max], dtype=torch.float64)
+        if float(p.schedule(t).alpha[0]) > 0.0:
+            continue
+        lam = torch.tensor([2.0 * math.log(_SDE_START_SNR)], dtype=torch.float64)
+        start = min(start, float(p.t_from_log_snr(lam)[0]))
+    return start
+
+
+_SDE_START_SNR = 1e-3  # alpha / sigma where the SDE samplers start on a process with alpha_1 = 0
 
 
 def predictor_corrector(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> State:
@@ -64,25 +102,27 @@ def predictor_corrector(model: SamplerModel, x: State, grid: Tensor, ctx: Sample
     if snr <= 0.0:
         raise ValueError(f"pc: snr must be > 0, got {snr}")
     n = len(grid) - 1
+    coefs = grid_coefficients(ctx, grid, x)
+    last_is_zero = is_final(grid[-1])
     for i in range(n):
-        leaf = first_leaf(x)
-        t, s = ctx.times(grid[i], leaf), ctx.times(grid[i + 1], leaf)
+        t, s = coefs.times[i], coefs.times[i + 1]
+        sigma = coefs.coef(lambda v: v.sigma[i])
         for _ in range(int(k)):
-            x = _langevin_step(model, x, t, snr, ctx)
+            x = _langevin_step(model, x, t, snr, sigma, ctx)
         d = estimate(model, x, t, ctx)
-        x = d.x0 if is_final(grid[i + 1]) else _em_step(ctx, x, d.eps, t, s, "pc")
-        x = ctx.correct(x, s)
+        x = d.x0 if (last_is_zero and i == n - 1) else _em_step(ctx, coefs, x, d.eps, i, "pc")
+        if ctx.corrections:
+            x = ctx.correct(x, s)
         ctx.report(i, n, t, s, x, d.x0)
     return x
 
 
-def _langevin_step(model: SamplerModel, x: State, t: Tensor, snr: float, ctx: SamplerContext) -> State:
+def _langevin_step(model: SamplerModel, x: State, t: Tensor, snr: float, sigma: Any, ctx: SamplerContext) -> State:
     """``z + epsilon score + sqrt(2 epsilon) xi`` with ``epsilon = 2 (snr sigma_t)^2`` and ``score = -eps_hat / sigma_t``.
 
     Written without dividing by ``sigma_t``: ``z - 2 snr^2 sigma_t eps_hat + 2 snr sigma_t xi``.
     """
     d = estimate(model, x, t, ctx)
-    sigma = coef(ctx, t, x, lambda v: v.sigma)
     return x - (2.0 * snr**2) * sigma * d.eps + (2.0 * snr) * sigma * projected_noise(ctx, x)
 
 
@@ -92,6 +132,7 @@ register_builtin(
         euler_maruyama,
         kind="gaussian",
         stochastic=True,
+        start=sde_start,
         description="Euler-Maruyama on the reverse SDE (1 NFE/step)",
     )
 )
@@ -102,6 +143,7 @@ register_builtin(
         kind="gaussian",
         stochastic=True,
         options={"corrector_steps": 1, "snr": 0.16},
+        start=sde_start,
         description="predictor-corrector: reverse-SDE Euler-Maruyama predictor + Langevin corrector (snr rule)",
     )
 )

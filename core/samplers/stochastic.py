@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import torch
+import math
+
 from torch import Tensor
 
 from ..types import State
 from .base import SamplerContext, SamplerModel, SamplerSpec
-from .gaussian_common import coef, coef_pair, posterior_std, projected_noise, single_evaluation_loop, transition_var_ratio
+from .gaussian_common import GridValues, first_order_step, grid_coefficients, projected_noise, single_evaluation_loop
 from .registry import register_builtin
 
 
@@ -15,21 +16,35 @@ def ddim(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> St
     """DDIM (Song et al. 2021) for any Gaussian schedule, option ``eta`` in ``[0, 1]``.
 
     ``z_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c * noise`` where ``c = eta * std(q(z_s | z_t, x_0))``.
-    ``eta = 0`` is deterministic DDIM (first-order DPM-Solver); ``eta = 1`` is DDPM's ancestral step.
-    The step to ``t = 0`` returns ``x0_hat``.
+    ``eta = 0`` is deterministic DDIM (first-order DPM-Solver, the same step as ``euler``), written from the
+    x0 estimate alone; ``eta = 1`` is DDPM's ancestral step. The step to ``t = 0`` returns ``x0_hat``.
+
+    Shapes: ``x`` is any state; ``grid`` is ``(steps + 1,)``.
     """
     eta = float(ctx.option("eta", 0.0))
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"ddim: eta must be in [0, 1] (1 is DDPM's posterior variance), got {eta}")
+    coefs = grid_coefficients(ctx, grid, x)
+    if eta == 0.0:
+        return single_evaluation_loop(model, x, grid, ctx, lambda x, d, i: first_order_step(coefs, x, d.x0, i), coefs)
 
-    def step(x: State, d, t: Tensor, s: Tensor) -> State:
-        a_s = coef(ctx, s, x, lambda v: v.alpha)
-        sig_s = coef(ctx, s, x, lambda v: v.sigma)
-        c = coef_pair(ctx, t, s, x, lambda vt, vs: eta * posterior_std(vt, vs))
-        x_s = a_s * d.x0 + (sig_s * sig_s - c * c) ** 0.5 * d.eps
-        return x_s + c * projected_noise(ctx, x) if eta > 0 else x_s
+    def step(x: State, d, i: int) -> State:
+        c = coefs.coef(lambda v: eta * _posterior_std(v, i))
+        a_s = coefs.coef(lambda v: v.alpha[i + 1])
+        c_eps = coefs.coef(lambda v: math.sqrt(max(v.sigma[i + 1] ** 2 - (eta * _posterior_std(v, i)) ** 2, 0.0)))
+        return a_s * d.x0 + c_eps * d.eps + c * projected_noise(ctx, x)
 
-    return single_evaluation_loop(model, x, grid, ctx, step)
+    return single_evaluation_loop(model, x, grid, ctx, step, coefs)
+
+
+def _transition_ratio(v: GridValues, i: int) -> float:
+    """``1 - exp(LSNR_t - LSNR_s) = sigma_{t|s}^2 / sigma_t^2`` for the step from grid point ``i`` to ``i + 1``."""
+    return max(-math.expm1(2.0 * (v.lam[i] - v.lam[i + 1])), 0.0)
+
+
+def _posterior_std(v: GridValues, i: int) -> float:
+    """Std of ``q(z_s | z_t, x_0)``: ``sigma_s sqrt(1 - (alpha_t sigma_s / (alpha_s sigma_t))^2)``."""
+    return v.sigma[i + 1] * math.sqrt(_transition_ratio(v, i))
 
 
 def ddpm(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> State:
@@ -42,14 +57,15 @@ def ddpm(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> St
 
     Shapes: ``x`` is any state; ``grid`` is ``(steps + 1,)``.
     """
+    coefs = grid_coefficients(ctx, grid, x)
 
-    def step(x: State, d, t: Tensor, s: Tensor) -> State:
-        c_z = coef_pair(ctx, t, s, x, lambda vt, vs: vs.sigma / vt.sigma * torch.exp(0.5 * (vt.log_snr - vs.log_snr)))
-        c_x0 = coef_pair(ctx, t, s, x, lambda vt, vs: vs.alpha * transition_var_ratio(vt, vs))
-        std = coef_pair(ctx, t, s, x, lambda vt, vs: vs.sigma * transition_var_ratio(vt, vs).sqrt())
+    def step(x: State, d, i: int) -> State:
+        c_z = coefs.coef(lambda v: v.sigma[i + 1] / v.sigma[i] * math.exp(v.lam[i] - v.lam[i + 1]))
+        c_x0 = coefs.coef(lambda v: v.alpha[i + 1] * _transition_ratio(v, i))
+        std = coefs.coef(lambda v: _posterior_std(v, i))
         return c_z * x + c_x0 * d.x0 + std * projected_noise(ctx, x)
 
-    return single_evaluation_loop(model, x, grid, ctx, step)
+    return single_evaluation_loop(model, x, grid, ctx, step, coefs)
 
 
 register_builtin(

@@ -39,6 +39,7 @@ CASES = {
     "ddim": ("ddim", 64, {}, (0.03, 0.08)),
     "heun": ("heun", 32, {}, (0.02, 0.06)),
     "dpm++2m": ("dpm++2m", 32, {}, (0.02, 0.04)),
+    "dpm++3m": ("dpm++3m", 32, {}, (0.02, 0.04)),
     # measured worst (n = 50 000, SE 0.0045 s / 0.0032 s): ddpm 0.008/0.058, euler-maruyama 0.035/0.024,
     # pc 0.069/0.036 (its EM predictor near vp-cosine's t_max, where f = d log alpha/dt is huge), heun-churn 0.011/0.061
     "ddpm": ("ddpm", 128, {}, (0.02, 0.10)),
@@ -46,7 +47,7 @@ CASES = {
     "pc": ("pc", 64, {}, (0.12, 0.06)),
     "heun-churn": ("heun", 32, {"churn": 8.0}, (0.02, 0.10)),
 }
-ODE = {"euler", "ddim", "heun", "dpm++2m"}
+ODE = {"euler", "ddim", "heun", "dpm++2m", "dpm++3m"}
 # Euler in t on VE/EDM: sigma(t) grows geometrically, so the sigma increment of one step is itself only first
 # order (log-SNR grid, 256 steps: exact std errors 0.097 s (ve) and 0.113 s (edm), halving per doubling of steps).
 OVERRIDE = {("euler", "ve"): (0.05, 0.2), ("euler", "edm"): (0.05, 0.2)}

@@ -19,6 +19,7 @@ SAMPLERS = {
     "heun": {},
     "heun-churn": {"churn": 5.0},
     "dpm++2m": {},
+    "dpm++3m": {},
     "ddpm": {},
     "euler-maruyama": {},
     "pc": {},
@@ -207,15 +208,18 @@ def test_sdedit_partial_noising(case):
 
 
 def test_flow_from_alpha_zero():
-    """Flow starts at t = 1 where alpha = 0: ODE samplers handle it (Heun's first step is a single predictor)."""
+    """Flow starts at t = 1 where alpha = 0: ODE samplers handle it (Heun's first step is a single predictor);
+    reverse-SDE samplers start at alpha / sigma = 1e-3 (t = 0.999) by default."""
     model = _gauss("flow")
     for case in ("euler", "ddim", "dpm++2m", "ddpm", "heun"):
         r = _run(model, case, shape=(16, 2), dtype=F64, generator=torch.Generator().manual_seed(0))
         assert torch.isfinite(r.x).all(), case
     assert _run(model, "heun", shape=(4, 2), dtype=F64).nfe == 2 * STEPS - 2
-    for case in ("euler-maruyama", "pc"):
-        with pytest.raises(ValueError, match="t_start"):
-            _run(model, case, shape=(4, 2), dtype=F64)
+    for case in ("euler-maruyama", "pc"):  # the reverse SDE is singular at alpha = 0: they start just below it
+        r = _run(model, case, shape=(16, 2), dtype=F64, generator=torch.Generator().manual_seed(0))
+        assert torch.isfinite(r.x).all() and float(r.grid[0]) == pytest.approx(0.999, abs=1e-6), case
+        with pytest.raises(ValueError, match="t_start"):  # an explicit grid through t = 1 is refused
+            _run(model, case, shape=(4, 2), dtype=F64, grid=torch.linspace(1.0, 0.0, STEPS + 1))
 
 
 def test_ouve_structures_and_option_errors():

@@ -5,7 +5,9 @@ with ``xi`` fixed, so the exact solution at ``t_end`` from ``z`` at ``t_start`` 
 custom grid from ``t_start`` to ``t_end > 0`` (no final step to 0) the global error of an order-p method is
 ``C h^p (1 + O(h))``; the log-log slope fitted over steps 16..128 therefore differs from p by O(h) = O(1/16) and by
 the curvature of the error expansion. Slack +-0.3 covers that (measured slopes are listed in the report and
-are within 0.1 of the order); a wrong order (a first-order Heun, a DPM++ with wrong multistep weights) is off by ~1.
+are within 0.2 of the order); a wrong order (a first-order Heun, a DPM++ with wrong multistep weights, a 3M with
+a first-order start) is off by ~1. dpm++3m starts with a second-order step: a first-order start leaves an
+``O(h^2)`` local error that no later step removes (measured slopes 2.1-2.3 on vp-cosine, ve and flow without it).
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ import torch
 import polydiff
 
 STEPS = (16, 32, 64, 128)
-ORDERS = {"euler": 1, "ddim": 1, "heun": 2, "dpm++2m": 2}
+ORDERS = {"euler": 1, "ddim": 1, "heun": 2, "dpm++2m": 2, "dpm++3m": 3}
+# On VE a grid uniform in t is uniform in log-SNR, and dpm++3m's error falls faster than h^3 over 16..128
+# steps (measured slope 4.2: errors 6.5e-3, 3.7e-4, 1.8e-5, 1.0e-6); the lower bound still rules out order 2.
+# On sub-vp the 3M errors still fall ~10x per doubling at 16..128 steps (slope 3.34, pre-asymptotic), hence +0.5.
+SUPERCONVERGENT = {("dpm++3m", "ve"): 1.5, ("dpm++3m", "sub-vp"): 0.5}
 WINDOWS = {"vp-linear": (0.95, 0.05), "vp-cosine": (0.9, 0.05), "ve": (0.9, 0.1), "edm": (0.9, 0.1), "flow": (0.95, 0.05), "sub-vp": (0.95, 0.05)}
 
 
@@ -52,4 +58,5 @@ def measured_slope(sampler: str, schedule: str, mu, s, oracle_model) -> tuple[fl
 def test_ode_convergence_order(sampler, schedule, gaussian_data, oracle_model):
     slope, errs = measured_slope(sampler, schedule, gaussian_data.mu, gaussian_data.s, oracle_model)
     assert all(math.isfinite(e) and e > 0 for e in errs)
-    assert abs(slope - ORDERS[sampler]) <= 0.3, f"{sampler} on {schedule}: slope {slope:.3f}, errors {errs}"
+    hi = ORDERS[sampler] + SUPERCONVERGENT.get((sampler, schedule), 0.3)
+    assert ORDERS[sampler] - 0.3 <= slope <= hi, f"{sampler} on {schedule}: slope {slope:.3f}, errors {errs}"
