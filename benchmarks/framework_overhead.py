@@ -4,7 +4,7 @@ Both train the same model (the toy recipe's MLP Denoiser, widened so a step is >
 the same data with the same per-step work:
 
 * a ``DataLoader`` over the same dataset (shuffled, ``drop_last``) with the default collate;
-* ``recipe.loss(model, batch, generator)`` (a Denoiser loss with a dedicated generator);
+* ``recipe.loss(model, batch, cfg, generator)`` (a Denoiser loss with a dedicated generator);
 * ``backward``, ``clip_grad_norm_``, AdamW, the warm-up + cosine ``LambdaLR``, EMA through
   ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``.
 
@@ -114,7 +114,7 @@ def bare_step_seconds(args: argparse.Namespace, device: str) -> tuple[float, flo
             batch = batch.to(dev, non_blocking=True)
             opt.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                loss = recipe.loss(model, batch, gen)
+                loss = recipe.loss(model, batch, cfg, gen)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()

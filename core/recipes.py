@@ -5,9 +5,15 @@ engine (``polydiff.training``) and the CLI (``polydiff train/sample/evaluate/dem
 this interface, so every modality trains, samples and evaluates the same way.
 
 Configs are nested frozen dataclasses: a recipe's config class has (at least) the sections
-``data``, ``model``, ``train`` (a :class:`TrainConfig`) and ``sample``. Presets are flat override
-mappings ``{"train.steps": 200, "model.width": 64}`` applied with the same machinery as
-``--set key=value`` (``polydiff.config``).
+``data``, ``model``, ``train`` (a :class:`TrainConfig`), ``sample`` (a :class:`SampleConfig`) and,
+optionally, ``eval`` (an :class:`EvalConfig`). Presets are flat override mappings
+``{"train.steps": 200, "model.width": 64}`` applied with the same machinery as ``--set key=value``
+(``polydiff.config``). A field typed ``Literal["a", "b"]`` is validated by the config layer (an
+unknown value is one line naming the key and the choices), so recipes do not check options by hand.
+
+Errors: bad user input (a file, a row, a field, an option) is a :class:`polydiff.errors.UserInputError`
+(or its ``DataError`` / ``ConfigError`` subclasses) whose message names it and what was expected; the
+CLI prints it as one line with exit code 2. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -58,6 +64,19 @@ class SampleConfig:
     sampler: str = "euler"
     steps: int = 64
     batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """``polydiff evaluate`` settings shared by recipes (the ``eval`` section); recipes subclass it.
+
+    Set from the command line with ``polydiff evaluate RUN --set eval.KEY=VALUE``.
+
+    Attributes:
+        seed: base seed of the samples ``evaluate`` draws itself (sample ``i`` uses ``mix_seed(seed, i)``).
+    """
+
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,21 +164,59 @@ class Recipe(ABC):
     def build_model(self, cfg: Any, run: RunDir) -> nn.Module:
         """The model to train, usually a :class:`polydiff.Denoiser` (its parameters are what is checkpointed)."""
 
-    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Scalar training loss for one batch. Default: ``model.loss(batch)`` for a Denoiser."""
+    def loss(self, model: nn.Module, batch: Any, cfg: Any, generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
+        """Scalar training loss for one batch. Default: ``model.loss(batch)`` for a Denoiser.
+
+        ``model`` is the bare model :meth:`build_model` returned (the engine unwraps DDP); loss options
+        come from ``cfg`` (never set attributes on the model to carry them). ``generator`` is one
+        generator or one per sample (``train.per_sample_generators``).
+        """
         if isinstance(batch, Mapping) and "x" in batch:
             cond = {k: v for k, v in batch.items() if k != "x"} or None
             return model.loss(batch["x"], cond=cond, generator=generator).loss  # type: ignore[operator]
         return model.loss(batch, generator=generator).loss  # type: ignore[operator]
 
-    @abstractmethod
+    def sample_shape(self, cfg: Any) -> tuple[int, ...]:
+        """Shape of one sample, e.g. ``(2,)``; used by the default :meth:`sample` (dense tensor samples)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement sample() or sample_shape()")
+
     def sample(self, model: nn.Module, cfg: Any, run: RunDir, *, num: int, sampler: str, steps: int, seed: int,
                options: Mapping[str, Any]) -> Any:
-        """Draw ``num`` samples in the modality's own representation (in original units)."""
+        """Draw ``num`` samples in the modality's own representation (in original units).
 
-    @abstractmethod
+        Default: dense samples of shape ``(num, *sample_shape(cfg))`` from :func:`polydiff.sample` in
+        chunks of ``cfg.sample.batch_size`` with one generator per sample (``mix_seed(seed, i)``), on the
+        model's device and dtype, returned on the CPU. ``options`` are passed to the sampler.
+        """
+        from .samplers.api import sample as polydiff_sample
+        from .samplers.chunked import sample_in_chunks
+
+        p = next(model.parameters())
+        shape = tuple(self.sample_shape(cfg))
+        batch_size = int(getattr(getattr(cfg, "sample", None), "batch_size", num) or num)
+
+        def draw(chunk: Any) -> Any:
+            return polydiff_sample(model, shape=(chunk.size, *shape), sampler=sampler, steps=steps, generator=chunk.generators,
+                                   dtype=p.dtype, device=p.device, **dict(options))
+
+        with torch.no_grad():
+            return sample_in_chunks(draw, num=num, batch_size=batch_size, seed=seed, device=p.device).x.cpu()
+
     def write_samples(self, samples: Any, out_dir: Path, cfg: Any, run: RunDir) -> list[Path]:
-        """Write samples in the modality's file format; return the files written."""
+        """Write samples in the modality's file format; return the files written.
+
+        Default (tensor samples): ``samples.csv`` for shape ``(N, D)``, else ``samples.safetensors``.
+        """
+        from .sample_files import write_tensor_samples
+
+        return write_tensor_samples(samples, out_dir)
+
+    def read_samples(self, samples_dir: Path) -> Any:
+        """Read what :meth:`write_samples` wrote (``polydiff evaluate --samples DIR``); a folder without
+        readable samples raises :class:`~polydiff.errors.DataError` naming it."""
+        from .sample_files import read_tensor_samples
+
+        return read_tensor_samples(samples_dir)
 
     @abstractmethod
     def evaluate(self, model: nn.Module, cfg: Any, run: RunDir, samples_dir: Path | None) -> dict[str, float]:
@@ -171,4 +228,4 @@ class Recipe(ABC):
         return f"| metric | value |\n|---|---|\n{rows}\n"
 
 
-__all__ = ["DataBundle", "Recipe", "RunDir", "SampleConfig", "SampleOption", "TrainConfig"]
+__all__ = ["DataBundle", "EvalConfig", "Recipe", "RunDir", "SampleConfig", "SampleOption", "TrainConfig"]

@@ -1,6 +1,13 @@
-"""Seeds derived from several integers (rank, step, dataset index) without collisions between streams."""
+"""Seeds derived from several integers, and the one rule for per-sample generators.
+
+``mix_seed(seed, i)`` gives unrelated streams for distinct tuples (splitmix64 rounds). Every recipe
+seeds sample ``i`` of a request with base seed ``seed`` by :func:`sample_generators`, so a sample
+depends on ``(seed, i)`` only — not on the batch size, the chunk it falls in or the other samples.
+"""
 
 from __future__ import annotations
+
+import torch
 
 _MASK64 = (1 << 64) - 1
 
@@ -17,4 +24,17 @@ def mix_seed(*values: int) -> int:
     return h & ((1 << 63) - 1)
 
 
-__all__ = ["mix_seed"]
+def sample_generators(seed: int, num: int, *, start: int = 0, device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per sample: sample ``start + i`` is seeded with ``mix_seed(seed, start + i)``.
+
+    The generators live on ``device`` (the model's device, so noise is drawn where it is used).
+
+    Returns:
+        ``num`` generators, one per sample ``start, ..., start + num - 1``.
+    """
+    if num < 0 or start < 0:
+        raise ValueError(f"sample_generators: num and start must be >= 0, got num={num}, start={start}")
+    return [torch.Generator(device=device).manual_seed(mix_seed(seed, start + i)) for i in range(num)]
+
+
+__all__ = ["mix_seed", "sample_generators"]

@@ -41,10 +41,24 @@ def render(name: str) -> dict[str, str]:
         "README.md": templates.README,
         "src/$package/__init__.py": templates.INIT,
         "src/$package/plugin.py": templates.PLUGIN,
-        "src/$package/recipe.py": templates.RECIPE,
         "tests/test_recipe.py": templates.TEST,
     }
-    return {Template(path).substitute(names): Template(text).substitute(names) for path, text in files.items()}
+    out = {Template(path).substitute(names): Template(text).substitute(names) for path, text in files.items()}
+    out[f"src/{names['package']}/recipe.py"] = recipe_source(names)
+    return out
+
+
+def recipe_source(names: dict[str, str]) -> str:
+    """The plugin's ``recipe.py``: :mod:`polydiff.testing.toy_recipe` (the maintained example, public API only)
+    up to its test-only helpers, with the recipe's class and registry name replaced."""
+    text = (Path(__file__).resolve().parent.parent / "testing" / "toy_recipe.py").read_text()
+    text = text[: text.index(TOY_CUT)].rstrip() + "\n"
+    head = f'"""The {names["recipe"]} recipe of the polydiff plugin {names["dist"]} (made by ``polydiff new-plugin``).\n\n'
+    body = text.split("\n\n", 1)[1]  # drop the toy's first docstring line, keep its description of the data
+    return (head + body).replace("ToyRecipe", f"{names['Class']}Recipe").replace('"toy/gaussian-mixture"', f'"{names["recipe"]}"')
+
+
+TOY_CUT = "# -- below: helpers for polydiff's own tests"
 
 
 def write_plugin(name: str, out: str | Path = ".") -> Path:

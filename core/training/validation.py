@@ -17,9 +17,13 @@ _EVAL_STREAM = 0x5EED_E7A1
 
 
 @torch.no_grad()
-def validation_loss(recipe: Recipe, model: nn.Module, bundle: DataBundle, tc: TrainConfig, device: torch.device,
+def validation_loss(recipe: Recipe, model: nn.Module, bundle: DataBundle, cfg: Any, device: torch.device,
                     autocast: Any = nullcontext) -> float:
-    """Mean loss of ``model`` over ``bundle.val`` (sample-weighted), with a fixed seed so it is comparable across steps."""
+    """Mean loss of ``model`` over ``bundle.val`` (sample-weighted), with a fixed seed so it is comparable across steps.
+
+    ``cfg`` is the run's config (its ``train`` section gives the batch size, workers and seed).
+    """
+    tc: TrainConfig = cfg.train
     if bundle.val is None:
         raise ValueError("the recipe's DataBundle has no val dataset")
     loader = DataLoader(bundle.val, batch_size=tc.batch_size, shuffle=False, collate_fn=bundle.collate,
@@ -32,7 +36,7 @@ def validation_loss(recipe: Recipe, model: nn.Module, bundle: DataBundle, tc: Tr
         batch = to_device(batch, device)
         b = batch_size_of(batch, tc.batch_size)
         with autocast():
-            loss = recipe.loss(model, batch, gen)
+            loss = recipe.loss(model, batch, cfg, gen)
         total += float(loss) * b
         n += b
     model.train(was_training)

@@ -61,14 +61,13 @@ def nelbo_per_sequence(model: Any, blocks: Tensor, *, mc: int = 16, seed: int = 
     """Monte-Carlo NELBO (nats) of each sequence of ``blocks`` ``(N, L)``, shape ``(N,)`` float64.
 
     Each sequence gets ``mc`` stratified times ``t_k = (u + k) / mc`` (one uniform ``u`` per sequence).
-    For a uniform-kernel model (``loss_options['discrete_objective'] == 'elbo'``) this is the T-step ELBO.
-    """
+    For a uniform-kernel model (no mask state) this is the T-step ELBO, as in training."""
     if mc < 1:
         raise ValueError(f"mc must be >= 1, got {mc}")
     g = torch.Generator().manual_seed(seed)
     g_dev = torch.Generator(device=blocks.device).manual_seed(seed + 1)  # masking noise, on the data's device
-    # the recipe's objective (``nelbo`` for the masked kernel, the T-step ``elbo`` for the uniform one)
-    objective = {k: v for k, v in getattr(model, "loss_options", {}).items() if k in ("discrete_objective", "elbo_steps")}
+    # the training objective: ``nelbo`` for the masked kernel, the T-step ``elbo`` for the uniform one
+    objective = {"discrete_objective": "nelbo" if getattr(model.process, "mask_id", None) is not None else "elbo"}
     was_training = model.training
     model.eval()
     totals = []

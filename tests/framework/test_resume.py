@@ -33,9 +33,9 @@ from polydiff.training import train
 args = json.loads(sys.argv[1])
 
 class Recipe(ToyRecipe):
-    def loss(self, model, batch, generator=None):
+    def loss(self, model, batch, cfg, generator=None):
         time.sleep(args.get("sleep", 0.0))  # slows the victim run down so the parent can kill it mid-run
-        return super().loss(model, batch, generator)
+        return super().loss(model, batch, cfg, generator)
 
 cfg = toy_config(train=args["train"], model=args["model"], data=args["data"])
 res = train(Recipe(), cfg, RunDir(args["run"]), resume=args["resume"], progress=False)

@@ -27,6 +27,25 @@ def test_names_and_rendering():
             compile(text, path, "exec")  # every template renders to valid Python
 
 
+def test_scaffold_is_the_maintained_toy_recipe_and_stays_small():
+    """The plugin's recipe.py is polydiff.testing.toy_recipe (up to its test helpers) with the names replaced,
+    and the whole plugin, tests included, is at most 200 lines of Python (the plugin guide states the size)."""
+    import inspect
+
+    from polydiff.testing import toy_recipe
+
+    files = render("my-dots")
+    recipe = files["src/polydiff_my_dots/recipe.py"]
+    assert "class MyDotsRecipe(Recipe):" in recipe and 'name = "my_dots/mixture"' in recipe
+    assert "Toy" not in recipe.replace("ToyConfig", "").replace("ToyModelConfig", "").replace("ToyDataConfig", "").replace(
+        "ToyMLP", "") and "toy_config" not in recipe
+    toy_body = inspect.getsource(toy_recipe).split("class ToyRecipe(Recipe):", 1)[1].split("# -- below:", 1)[0]
+    assert recipe.split("class MyDotsRecipe(Recipe):", 1)[1].strip() == toy_body.replace(
+        '"toy/gaussian-mixture"', '"my_dots/mixture"').strip()
+    lines = sum(len(text.splitlines()) for path, text in files.items() if path.endswith(".py"))
+    assert lines <= 200, f"the scaffold has {lines} lines of Python"
+
+
 def test_bad_name_and_existing_folder(tmp_path, capsys):
     assert main(["new-plugin", "My Plugin", "--out", str(tmp_path)]) == 2
     assert "plugin name 'My Plugin' is not valid" in capsys.readouterr().err
@@ -78,7 +97,7 @@ def test_new_plugin_installs_and_runs_end_to_end(tmp_path):
     out = _run([py, "-c", driver], tmp_path, POLYDIFF_LOAD_PLUGINS="dots").stdout
     assert "trained 20 steps" in out
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["n"] == 50.0 and set(metrics) >= {"mean_error", "cov_error", "in_mode"}
+    assert metrics["n"] == 50.0 and set(metrics) >= {"mean_error", "cov_error", "sliced_wasserstein"}
     assert len((tmp_path / "samples" / "samples.csv").read_text().splitlines()) == 51  # header + 50 rows
 
     # the scaffold's own tests pass in the new environment

@@ -132,8 +132,8 @@ class _NaNRecipe(ToyRecipe):
     def __init__(self, bad_calls=(), start=None):
         self.bad_calls, self.start, self.calls = set(bad_calls), start, 0
 
-    def loss(self, model, batch, generator=None):
-        loss = super().loss(model, batch, generator)
+    def loss(self, model, batch, cfg, generator=None):
+        loss = super().loss(model, batch, cfg, generator)
         i, self.calls = self.calls, self.calls + 1
         if i in self.bad_calls or (self.start is not None and i >= self.start):
             return loss * float("nan")
@@ -171,7 +171,7 @@ def test_per_sample_generators_make_the_loss_batch_independent(tmp_path):
 
     def loss(sel):
         gens = [torch.Generator().manual_seed(mix_seed(0, 0, ids[j])) for j in sel]
-        return recipe.loss(model, batch[sel], gens)
+        return recipe.loss(model, batch[sel], c, gens)
 
     whole = loss(list(range(16)))
     halves = (loss(list(range(8))) + loss(list(range(8, 16)))) / 2
