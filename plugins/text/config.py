@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from polydiff.recipes import SampleConfig, TrainConfig
+from polydiff.recipes import EvalConfig, SampleConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class TextDataConfig:
 
     source: str = "shakespeare"
     path: str = ""
-    tokenizer: str = "char"
+    tokenizer: Literal["char", "bpe"] = "char"
     bpe_vocab: int = 2048
     block_size: int = 128
     max_docs: int = 0
@@ -39,10 +40,10 @@ class TextModelConfig:
     n_layers: int = 4
     n_heads: int = 4
     dropout: float = 0.0
-    kernel: str = "masked"
+    kernel: Literal["masked", "uniform"] = "masked"
     schedule: str = "log-linear"
     eps: float = 1e-3
-    time_sampling: str = "stratified"
+    time_sampling: Literal["stratified", "uniform"] = "stratified"
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class TextSampleConfig(SampleConfig):
 
 
 @dataclass(frozen=True)
-class TextEvalConfig:
+class TextEvalConfig(EvalConfig):
     """``eval``: ``polydiff evaluate`` settings.
 
     Attributes:
@@ -69,14 +70,13 @@ class TextEvalConfig:
         fitted on the training split and reported as ``gen_ppl_ngram`` (0 = off).
     """
 
-    split: str = "test"
+    split: Literal["test", "val", "train"] = "test"
     mc: int = 8
     max_blocks: int = 64
     ar_run: str = ""
     gen_num: int = 8
     gen_steps: int = 64
     gen_sampler: str = "ancestral"
-    seed: int = 0
     ngram_order: int = 6
 
 

@@ -130,8 +130,6 @@ class _TextRecipe(Recipe):
     def build_model(self, cfg: TextConfig, run: RunDir) -> nn.Module:
         m = cfg.model
         V = self.tokenizer(run).vocab_size
-        if m.kernel not in ("masked", "uniform"):
-            raise ConfigError(f"model.kernel={m.kernel!r}: expected 'masked' or 'uniform'")
         net = TextTransformer(V, m.d_model, m.n_layers, m.n_heads, time_conditioning=self.time_conditioning, dropout=m.dropout)
         process = polydiff.processes.get(m.kernel, vocab_size=V, schedule=m.schedule, eps=m.eps)
         return polydiff.Denoiser(net, process, "x0_logits")
@@ -278,7 +276,7 @@ def _read_samples(samples_dir: Path | None) -> list[str] | None:
         return None
     f = Path(samples_dir) / "samples.jsonl"
     if not f.is_file():
-        found = sorted(p.name for p in Path(samples_dir).iterdir())[:6] if Path(samples_dir).is_dir() else []
+        found = sorted(p.name for p in Path(samples_dir).iterdir() if not p.name.startswith("."))[:6] if Path(samples_dir).is_dir() else []
         raise polydiff.errors.DataError(f"--samples {samples_dir}: expected samples.jsonl written by 'polydiff sample' of a text "
                                         f"run; found {', '.join(found) if found else 'no files'}")
     try:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
+from polydiff.recipes import EvalConfig as BaseEvalConfig
 from polydiff.recipes import SampleConfig, TrainConfig
 
 
@@ -18,16 +19,16 @@ class DataConfig:
     columns: tuple[str, ...] = ()
     window: int = 24
     stride: int = 1
-    normalise: str = "minmax"
+    normalise: Literal["minmax", "standard", "none"] = "minmax"
     val_fraction: float = 0.1
     max_rows: int = 0  # 0: every row; else the first max_rows rows (quick runs)
     # training windows with missing entries: "drop" them, "keep" them (loss on observed entries only), or
     # "auto": the recipe's choice (diffusion-ts drops them, since an unconditional model would see the
     # placeholders noised as if they were data; csdi keeps them, its mask conditioning handles them)
-    incomplete_windows: str = "auto"
+    incomplete_windows: Literal["auto", "drop", "keep"] = "auto"
     # a time column whose step is not constant: "warn" (rows used as equally spaced), "ignore",
     # "mask" (insert the missing steps as masked rows) or "error"
-    time_gaps: str = "warn"
+    time_gaps: Literal["warn", "ignore", "mask", "error"] = "warn"
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class ModelConfig:
     fourier_weight: float = -1.0  # < 0: sqrt(L) / 5 as in Diffusion-TS
     csdi_channels: int = 32
     csdi_layers: int = 2
-    mask_strategy: str = "mix"  # csdi: random | forecast | mix
+    mask_strategy: Literal["random", "forecast", "mix"] = "mix"  # csdi: random | forecast | mix
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ class TSSampleConfig(SampleConfig):
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """``eval``: sizes of the evaluation (small by default; the benchmark raises them)."""
+class EvalConfig(BaseEvalConfig):
+    """``eval``: sizes of the evaluation (small by default; the benchmark raises them); ``seed`` from the core's section."""
 
     num_windows: int = 256
     gen_steps: int = 50

@@ -15,7 +15,7 @@ from torch import nn
 
 import polydiff
 import polydiff.errors
-from polydiff.errors import ConfigError, DataError, UserInputError
+from polydiff.errors import DataError, UserInputError
 from polydiff.losses import sample_time
 from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
 from polydiff.spaces import DenseSpace
@@ -103,9 +103,7 @@ class TimeSeriesRecipe(Recipe):
         return DataBundle(train=tr, val=va)
 
     def _drop_incomplete(self, cfg: TSConfig) -> bool:
-        choice = cfg.data.incomplete_windows
-        if choice not in ("auto", "drop", "keep"):
-            raise ConfigError(f"data.incomplete_windows={choice!r}: expected 'auto', 'drop' or 'keep'")
+        choice = cfg.data.incomplete_windows  # Literal: the config layer has validated it
         return choice == "drop" or (choice == "auto" and self.drops_incomplete_windows)
 
     # -- model -----------------------------------------------------------------------------------
