@@ -3,9 +3,18 @@
 The core contract (DESIGN.md): data spaces, schedules, forward processes, the :class:`Denoiser`,
 guidance, samplers and likelihoods. ``t = 0`` is data, ``t = 1`` is noise; per-sample scalars have
 shape ``(B,)``.
+
+This package's ``__init__`` is the façade at the top of the layered core (DESIGN.md §3) and the one
+place that wires the layers together: it imports :mod:`polydiff.plugins`, which installs the plugin
+registries as the source of the ``processes`` and ``samplers`` lookups, and hands the built-in plugin
+the CLI's commands (imported only when the command table is first needed).
 """
 
-from . import guidance, losses, parameterisation, processes, samplers, schedules, spaces
+from typing import Any as _Any
+
+from . import builtin_plugin as _builtin_plugin
+from . import guidance, losses, parameterisation, plugins, processes, samplers, schedules, spaces
+from ._version import __version__
 from .denoiser import Denoiser, DiscreteDenoised, EDMPreconditioner, ProductDenoised
 from .guidance import guided
 from .hookspecs import hookimpl
@@ -15,8 +24,17 @@ from .samplers import SampleResult, sample
 from .state import StateDict
 from .types import Prediction
 
-__version__ = "0.1.0"
 API_VERSION = "1"
+
+
+def _cli_commands(cli: _Any) -> None:
+    """The core's CLI commands, for the built-in plugin's ``register_commands`` hook."""
+    from .cli.commands import add_core_commands
+
+    add_core_commands(cli)
+
+
+_builtin_plugin.add_command_provider(_cli_commands)
 
 __all__ = [
     "API_VERSION",

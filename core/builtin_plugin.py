@@ -1,7 +1,9 @@
 """The core's own contributions, registered through the same hooks as any plugin (name ``polydiff``).
 
-Everything is imported inside the hooks, so loading plugins never imports more than it must and
-``polydiff.processes`` / ``polydiff.samplers`` can ask the registry without circular imports.
+This module is part of the plugin layer: it imports the layers below it (processes, samplers,
+guidance) and nothing above (DESIGN.md §3). The CLI is a higher layer, so it hands its commands in
+through :func:`add_command_provider` (``polydiff/__init__.py`` installs one that imports
+:mod:`polydiff.cli.commands` only when commands are collected).
 """
 
 from __future__ import annotations
@@ -10,27 +12,35 @@ import importlib
 import inspect
 import pkgutil
 import warnings
+from collections.abc import Callable
 from typing import Any
 
-from .hookspecs import Register, hookimpl
+from . import guidance
+from .hookspecs import PluginLoadWarning, Register, hookimpl, strict_plugins
+from .processes import BUILTIN as BUILTIN_PROCESSES
+from .samplers.registry import BUILTIN as BUILTIN_SAMPLERS
+
+#: functions ``provider(cli: typer.Typer)`` adding the core's CLI commands (see :func:`add_command_provider`)
+_COMMAND_PROVIDERS: list[Callable[[Any], None]] = []
+
+
+def add_command_provider(provider: Callable[[Any], None]) -> None:
+    """Add the core's CLI commands through ``provider(cli)`` when commands are collected (once per provider)."""
+    if provider not in _COMMAND_PROVIDERS:
+        _COMMAND_PROVIDERS.append(provider)
 
 
 @hookimpl
 def register_processes(register: Register) -> None:
     """The built-in forward processes (``polydiff.processes.BUILTIN``)."""
-    from .processes import BUILTIN
-
-    for name, factory in BUILTIN.items():
+    for name, factory in BUILTIN_PROCESSES.items():
         register(name, factory, description=_describe_process(name))
 
 
 @hookimpl
 def register_samplers(register: Register) -> None:
-    """The built-in samplers (``polydiff.samplers.registry.BUILTIN``, filled when their modules import)."""
-    from .samplers import registry
-
-    registry._load_builtins()
-    for spec in registry.BUILTIN.values():
+    """The built-in samplers (``polydiff.samplers.registry.BUILTIN``, filled when :mod:`polydiff.samplers` imports)."""
+    for spec in BUILTIN_SAMPLERS.values():
         register(spec)
 
 
@@ -43,24 +53,19 @@ def register_guidance(register: Register) -> None:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    """The shared CLI: plugins, train, sample, evaluate, demo, new-plugin."""
-    from .cli.commands import add_core_commands
-
-    add_core_commands(cli)
+    """The shared CLI: plugins, train, sample, evaluate, demo, new-plugin (from the installed providers)."""
+    for provider in list(_COMMAND_PROVIDERS):
+        provider(cli)
 
 
 def guidance_classes() -> dict[str, type]:
     """``{name: class}`` for the guidance classes the core defines (discovered on call)."""
-    from . import guidance
-
     modules = [guidance]
     for info in pkgutil.iter_modules(guidance.__path__, prefix=guidance.__name__ + "."):
         try:
             modules.append(importlib.import_module(info.name))
         except Exception as exc:  # one broken module must not take the core's CLI and registries down
-            from .plugins.loader import ENV_STRICT, PluginLoadWarning, env_flag
-
-            if env_flag(ENV_STRICT):
+            if strict_plugins():
                 raise
             warnings.warn(f"polydiff: guidance module {info.name} failed to import and is skipped: "
                           f"{type(exc).__name__}: {exc}", PluginLoadWarning, stacklevel=2)

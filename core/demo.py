@@ -155,7 +155,7 @@ def render_report(items: Sequence[DemoItem], *, device: str, out: Path | None = 
     """The Markdown of ``report.md``."""
     import torch
 
-    from . import __version__
+    from ._version import __version__
 
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# polydiff demo", "",

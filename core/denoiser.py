@@ -9,8 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .losses import diffusion_loss, discrete_log_probs
 from .parameterisation import Denoised, from_x0_eps, to_x0_eps
-from .processes import DiscreteProcess, ForwardProcess, GaussianProcess, MaskedProcess, ProductProcess
+from .processes import DiscreteProcess, ForwardProcess, GaussianProcess, ProductProcess
 from .spaces import CompositeSpace, DataSpace, infer_space
 from .state import as_state
 from .types import DISCRETE_PREDICTIONS, GAUSSIAN_PREDICTIONS, Cond, Prediction, State
@@ -141,8 +142,6 @@ class Denoiser(nn.Module):
 
     def loss(self, x_0: State, **kwargs: Any):
         """Training loss; see :func:`polydiff.losses.diffusion_loss` for the keyword arguments."""
-        from .losses import diffusion_loss
-
         return diffusion_loss(self, x_0, **kwargs)
 
 
@@ -162,14 +161,7 @@ def _interpret(process: ForwardProcess, prediction: Any, out: Any, x_t: State, t
             {k: _interpret(p, prediction[k], out[k], x_t[k], t, cond, space[k]) for k, p in process.components.items()}
         )
     if isinstance(process, DiscreteProcess):
-        log_probs = torch.log_softmax(out.float() if out.dtype in (torch.float16, torch.bfloat16) else out, dim=-1)
-        if out.shape[-1] != process.vocab_size:
-            raise ValueError(f"x0_logits must have last dimension vocab_size={process.vocab_size}, got {out.shape[-1]}")
-        if isinstance(process, MaskedProcess):  # SUBS: carry over unmasked tokens
-            unmasked = (x_t != process.mask_id).unsqueeze(-1)
-            carry = torch.nn.functional.one_hot(x_t.clamp(max=process.vocab_size - 1), process.vocab_size).to(log_probs.dtype)
-            log_probs = torch.where(unmasked, torch.log(carry), log_probs)
-        return DiscreteDenoised(log_probs)
+        return DiscreteDenoised(discrete_log_probs(process, out, x_t))
     assert isinstance(process, GaussianProcess)
     z_t = standard_coordinates(process, x_t, t, cond, space)
     return to_x0_eps(as_state(out), prediction, z_t, process.schedule(t), space)

@@ -7,6 +7,7 @@ naming, duplicates (an error naming both plugins) and metadata. Implement hooks 
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import pluggy
@@ -15,6 +16,18 @@ hookspec = pluggy.HookspecMarker("polydiff")
 hookimpl = pluggy.HookimplMarker("polydiff")
 
 Register = Callable[..., None]
+
+#: ``1``: re-raise a plugin's import or hook error instead of recording it (for plugin authors)
+ENV_STRICT = "POLYDIFF_STRICT_PLUGINS"
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin (or one part of one) failed to load; ``polydiff plugins`` lists it as ``failed``."""
+
+
+def strict_plugins() -> bool:
+    """Whether :data:`ENV_STRICT` is set: plugin errors are raised, not recorded as warnings."""
+    return os.environ.get(ENV_STRICT, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 @hookspec

@@ -245,6 +245,22 @@ def _check_logits(process: DiscreteProcess, logits: Tensor) -> None:
         )
 
 
+def discrete_log_probs(process: DiscreteProcess, logits: Tensor, x_t: Tensor) -> Tensor:
+    """``log p(x_0 | x_t)`` from a network's ``x0_logits``, shape ``(..., vocab_size)``.
+
+    SUBS for a masked process: a token of ``x_t`` that is not masked is carried over (probability 1).
+    :meth:`polydiff.Denoiser.denoise` returns it as :class:`~polydiff.denoiser.DiscreteDenoised`.
+    """
+    log_probs = torch.log_softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, dim=-1)
+    if logits.shape[-1] != process.vocab_size:
+        raise ValueError(f"x0_logits must have last dimension vocab_size={process.vocab_size}, got {logits.shape[-1]}")
+    if isinstance(process, MaskedProcess):  # SUBS: carry over unmasked tokens
+        unmasked = (x_t != process.mask_id).unsqueeze(-1)
+        carry = torch.nn.functional.one_hot(x_t.clamp(max=process.vocab_size - 1), process.vocab_size).to(log_probs.dtype)
+        log_probs = torch.where(unmasked, torch.log(carry), log_probs)
+    return log_probs
+
+
 def discrete_time_elbo_term(
     process: DiscreteProcess, logits: Tensor, x_0: Tensor, x_t: Tensor, t: Tensor, space: DataSpace, *, steps: int
 ) -> tuple[Tensor, Tensor]:
@@ -253,14 +269,12 @@ def discrete_time_elbo_term(
     With ``t`` uniform on the grid ``{1/steps, ..., 1}`` its expectation is the diffusion part of the
     ``steps``-step ELBO (the reconstruction term is the ``s = 0`` case). Returns ``(per_sample, count)``.
     """
-    from .denoiser import _interpret
-
     _check_logits(process, logits)
     t_grid = (torch.ceil(t.to(torch.float64) * steps).clamp(1, steps)) / steps
     s_grid = t_grid - 1.0 / steps
     a_t = space.expand(process.schedule(t_grid).alpha, x_t)
     a_s = space.expand(process.schedule(s_grid).alpha, x_t)
-    p0 = _interpret(process, "x0_logits", logits, x_t, t, None, space).probs
+    p0 = discrete_log_probs(process, logits, x_t).to(torch.float64).softmax(-1)
     onehot0 = torch.nn.functional.one_hot(x_0, process.vocab_size).to(torch.float64)
     q = process.posterior_probs(x_t, onehot0, a_t.expand_as(x_t), a_s.expand_as(x_t))
     p = process.posterior_probs(x_t, p0, a_t.expand_as(x_t), a_s.expand_as(x_t))
@@ -268,4 +282,4 @@ def discrete_time_elbo_term(
     return space.sum(kl * steps).to(logits.dtype if logits.is_floating_point() else torch.float32), space.count(kl)
 
 
-__all__ = ["LossOutput", "TIME_SAMPLINGS", "WEIGHTINGS", "diffusion_loss", "discrete_time_elbo_term", "gaussian_weight", "masked_nelbo", "sample_time"]
+__all__ = ["LossOutput", "TIME_SAMPLINGS", "WEIGHTINGS", "diffusion_loss", "discrete_log_probs", "discrete_time_elbo_term", "gaussian_weight", "masked_nelbo", "sample_time"]

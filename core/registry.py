@@ -1,14 +1,19 @@
-"""Named registries of plugin contributions: ``Registry[T]``.
+"""Named registries of plugin contributions: ``Registry[T]``; a lower layer's lookups: ``BuiltinTable[T]``.
 
 One registry per kind of contribution (processes, samplers, guidance, backbones, datasets, metrics,
 recipes, commands). The plugin loader (:mod:`polydiff.plugins`) fills them through the
 ``register`` callbacks it passes to the hooks, so the core controls naming, duplicates and
 metadata: a duplicate name is an error naming both plugins, an unknown name lists the known ones.
+
+Both are plain data and know nothing of pluggy. The layers below the plugin manager (processes,
+samplers) keep their own items in a :class:`BuiltinTable`; the plugin layer, when it is imported,
+installs a *source* there (dependency inversion), so a lookup by name also sees what plugins
+registered without the lower layer ever importing the plugin manager (DESIGN.md §3).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -132,4 +137,58 @@ class Registry(Generic[T]):
         return f"Registry({self.kind!r}, {self.names()})"
 
 
-__all__ = ["DuplicateNameError", "Entry", "Registry", "UnknownNameError"]
+class BuiltinTable(Generic[T]):
+    """A lower layer's built-in items by name, plus whatever a higher layer supplies through a source.
+
+    The built-ins are plain data, filled by the lower layer itself (``processes``: at import;
+    ``samplers``: each sampler module calls ``register_builtin`` at its bottom). A higher layer — the
+    plugin manager — may :meth:`set_source`: a callable returning ``{name: item}`` of everything
+    registered (loading plugins if needed). :meth:`lookup` tries the built-ins first and asks the
+    source only on a miss, so a built-in name never loads plugins; :meth:`as_dict` and :meth:`names`
+    ask it always. Without a source (the plugin layer not imported) only the built-ins are seen.
+
+    Args:
+        kind: what the items are, singular, used in messages. builtin: the dict to hold the built-ins
+            (kept as is, so a module can expose it, e.g. ``polydiff.processes.BUILTIN``).
+    """
+
+    def __init__(self, kind: str, builtin: dict[str, T] | None = None) -> None:
+        self.kind = kind
+        self.builtin: dict[str, T] = {} if builtin is None else builtin
+        self._source: Callable[[], Mapping[str, T]] | None = None
+
+    def add(self, name: str, obj: T) -> T:
+        """Add a built-in item (a duplicate name is a :class:`DuplicateNameError`)."""
+        if name in self.builtin:
+            raise DuplicateNameError(f"{self.kind} {name!r} is registered twice in the core")
+        self.builtin[name] = obj
+        return obj
+
+    def set_source(self, source: Callable[[], Mapping[str, T]] | None) -> Callable[[], Mapping[str, T]] | None:
+        """Install (or, with ``None``, remove) the higher layer's source; returns the previous one."""
+        previous, self._source = self._source, source
+        return previous
+
+    def lookup(self, name: str) -> T | None:
+        """The item called ``name`` (built-ins first, then the source), or ``None``."""
+        if name in self.builtin:
+            return self.builtin[name]
+        if self._source is None:
+            return None
+        return self._source().get(name)
+
+    def as_dict(self) -> dict[str, T]:
+        """``{name: item}``: everything the source supplies, with the built-ins."""
+        out = dict(self._source()) if self._source is not None else {}
+        out.update(self.builtin)
+        return out
+
+    def names(self) -> list[str]:
+        """Every name, sorted."""
+        return sorted(self.as_dict())
+
+    def __repr__(self) -> str:
+        return f"BuiltinTable({self.kind!r}, builtin={sorted(self.builtin)}, source={self._source is not None})"
+
+
+__all__ = ["BuiltinTable", "DuplicateNameError", "Entry", "Registry", "UnknownNameError"]

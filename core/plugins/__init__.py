@@ -16,6 +16,11 @@ Environment variables (read when plugins are loaded; :func:`reset_plugins` re-re
     ``1``: load no external plugin (same as ``POLYDIFF_LOAD_PLUGINS=""``).
 ``POLYDIFF_STRICT_PLUGINS``
     ``1``: re-raise a plugin's import or hook error instead of recording it (for plugin authors).
+
+The lower layers never import this package (DESIGN.md §3). Importing it installs the loaded
+registries as the source of their lookup tables (``polydiff.processes.TABLE``,
+``polydiff.samplers.registry.TABLE``): a name that is not built in is looked up in the registries,
+which loads the allowed plugins on first use.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from typing import Any
 
 import pluggy
 
+from ..processes import TABLE as _PROCESS_TABLE
+from ..samplers.registry import TABLE as _SAMPLER_TABLE
 from .loader import (
     BUILTIN_PLUGIN,
     ENTRY_POINT_GROUP,
@@ -56,6 +63,18 @@ def registries() -> Registries:
     st = _state()
     st.ensure_loaded()
     return st.regs
+
+
+def _processes() -> dict[str, Any]:
+    return registries().processes.as_dict()
+
+
+def _samplers() -> dict[str, Any]:
+    return registries().samplers.as_dict()
+
+
+_PROCESS_TABLE.set_source(_processes)
+_SAMPLER_TABLE.set_source(_samplers)
 
 
 def plugin_infos() -> list[PluginInfo]:

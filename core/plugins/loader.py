@@ -12,7 +12,10 @@ from typing import Any
 
 import pluggy
 
-from .. import hookspecs
+from .. import builtin_plugin, hookspecs
+from .._version import __version__
+from ..hookspecs import ENV_STRICT
+from ..recipes import Recipe
 from ..registry import Registry
 from .types import REGISTRY_HOOKS, PluginInfo, PluginLoadWarning, Registries
 
@@ -21,7 +24,6 @@ BUILTIN_PLUGIN = "polydiff"
 ENV_LOAD = "POLYDIFF_LOAD_PLUGINS"
 ENV_DISABLE = "POLYDIFF_DISABLE_PLUGINS"
 ENV_NO_AUTOLOAD = "POLYDIFF_DISABLE_PLUGIN_AUTOLOAD"
-ENV_STRICT = "POLYDIFF_STRICT_PLUGINS"
 
 
 @dataclass
@@ -60,8 +62,6 @@ class PluginState:
                 self.loaded = True
 
     def _load_all(self) -> None:
-        from .. import __version__, builtin_plugin
-
         self._add(BUILTIN_PLUGIN, builtin_plugin, version=__version__, module=builtin_plugin.__name__,
                   distribution="polydiff")
         strict = env_flag(ENV_STRICT)
@@ -187,8 +187,6 @@ def _make_register(kind: str, registry: Registry[Any], plugin: str) -> Callable[
     if kind == "recipes":
 
         def register_recipe(recipe: Any, **meta: Any) -> None:
-            from ..recipes import Recipe
-
             if isinstance(recipe, type) and issubclass(recipe, Recipe):
                 recipe = recipe()
             if not isinstance(recipe, Recipe):

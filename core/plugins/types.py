@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..hookspecs import PluginLoadWarning
 from ..registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,10 +25,6 @@ REGISTRY_HOOKS: dict[str, tuple[str, str]] = {
     "recipes": ("register_recipes", "recipe"),
     "commands": ("register_commands", "command"),
 }
-
-
-class PluginLoadWarning(UserWarning):
-    """A plugin failed to load; it is listed as ``failed`` by ``polydiff plugins``."""
 
 
 @dataclass(frozen=True)

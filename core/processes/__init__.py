@@ -2,7 +2,9 @@
 
 Built-in names: ``vp-linear``, ``vp-cosine``, ``ve``, ``edm``, ``flow``, ``sub-vp`` (Gaussian),
 ``ouve`` (mean-reverting toward ``cond['y']``), ``masked`` and ``uniform`` (discrete) and
-``product`` (named components). Plugins add more through the ``register_processes`` hook.
+``product`` (named components). Plugins add more through the ``register_processes`` hook: this
+layer never imports the plugin manager; :mod:`polydiff.plugins` installs itself as the source of
+:data:`TABLE` when it is imported (a built-in name never loads plugins).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..registry import BuiltinTable
 from ..schedules import SCHEDULES, get_schedule
 from .base import ForwardProcess, Noised
 from .discrete import (
@@ -52,18 +55,13 @@ BUILTIN: dict[str, Callable[..., ForwardProcess]] = {
 }
 
 
-def _factories() -> dict[str, Callable[..., ForwardProcess]]:
-    """Built-in factories plus those registered by plugins (when the plugin registry is available)."""
-    try:
-        from ..plugins import registries
-    except ImportError:  # the registry is optional at this layer
-        return dict(BUILTIN)
-    return registries().processes.as_dict(default=BUILTIN)
+#: the built-ins (:data:`BUILTIN`) and, once :mod:`polydiff.plugins` is imported, what plugins registered
+TABLE: BuiltinTable[Callable[..., ForwardProcess]] = BuiltinTable("process", BUILTIN)
 
 
 def names() -> list[str]:
     """Names accepted by :func:`get`, sorted."""
-    return sorted(_factories())
+    return TABLE.names()
 
 
 def get(name: str, **params: Any) -> ForwardProcess:
@@ -72,11 +70,9 @@ def get(name: str, **params: Any) -> ForwardProcess:
     Raises:
         ValueError: an unknown name (the message lists the known ones) or an unknown parameter.
     """
-    factories = _factories()
-    try:
-        factory = factories[name]
-    except KeyError:
-        raise ValueError(f"unknown process {name!r}; known processes: {', '.join(sorted(factories))}") from None
+    factory = TABLE.lookup(name)
+    if factory is None:
+        raise ValueError(f"unknown process {name!r}; known processes: {', '.join(TABLE.names())}")
     try:
         return factory(**params)
     except TypeError as exc:
@@ -95,6 +91,7 @@ __all__ = [
     "Noised",
     "OUVE",
     "ProductProcess",
+    "TABLE",
     "UniformProcess",
     "bisect_inverse",
     "discrete_schedule",

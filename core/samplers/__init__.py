@@ -1,5 +1,10 @@
-"""Samplers: stateless functions with one signature, a registry, time grids and ``sample()``."""
+"""Samplers: stateless functions with one signature, a registry, time grids and ``sample()``.
 
+Importing the package imports the core's sampler modules (:mod:`.continuous`, :mod:`.discrete`),
+each of which adds its samplers with :func:`register_builtin`.
+"""
+
+from . import continuous, discrete  # noqa: F401  (the built-in samplers register themselves)
 from .api import sample
 from .base import SampleResult, SamplerContext, SamplerModel, SamplerSpec, StateCorrection, StepInfo
 from .grids import GRID_KINDS, custom_grid, time_grid

@@ -1,38 +1,42 @@
-"""The sampler registry: built-in samplers plus those plugins register."""
+"""The sampler registry: built-in samplers plus those plugins register.
+
+Core sampler modules add themselves with :func:`register_builtin` at their bottom; the package
+(:mod:`polydiff.samplers`) imports them, so the built-ins are complete once it is imported. This
+module never imports the plugin manager: :mod:`polydiff.plugins` installs itself as the source of
+:data:`TABLE` when it is imported, so lookups also see plugin samplers (a built-in name never loads
+plugins, and without the plugin layer the built-ins still work).
+"""
 
 from __future__ import annotations
 
 from ..processes import ForwardProcess
+from ..registry import BuiltinTable
 from .base import SamplerSpec
 
 BUILTIN: dict[str, SamplerSpec] = {}
 
+#: the built-ins (:data:`BUILTIN`) and, once :mod:`polydiff.plugins` is imported, what plugins registered
+TABLE: BuiltinTable[SamplerSpec] = BuiltinTable("sampler", BUILTIN)
+
 
 def register_builtin(spec: SamplerSpec) -> SamplerSpec:
-    """Add a core sampler (used by the core's own modules at import)."""
+    """Add a core sampler (called by the core's own sampler modules at import)."""
     if spec.name in BUILTIN:
         raise ValueError(f"sampler {spec.name!r} is registered twice in the core")
-    BUILTIN[spec.name] = spec
-    return spec
+    return TABLE.add(spec.name, spec)
 
 
 def all_samplers() -> dict[str, SamplerSpec]:
     """Every sampler: built-ins and plugin-registered ones."""
-    _load_builtins()
-    try:
-        from ..plugins import registries
-    except ImportError:
-        return dict(BUILTIN)
-    return registries().samplers.as_dict(default=BUILTIN)
+    return TABLE.as_dict()
 
 
 def get_sampler(name: str) -> SamplerSpec:
     """The sampler called ``name``; an unknown name lists the known ones."""
-    samplers = all_samplers()
-    try:
-        return samplers[name]
-    except KeyError:
-        raise ValueError(f"unknown sampler {name!r}; known samplers: {', '.join(sorted(samplers))}") from None
+    spec = TABLE.lookup(name)
+    if spec is None:
+        raise ValueError(f"unknown sampler {name!r}; known samplers: {', '.join(TABLE.names())}")
+    return spec
 
 
 def names(process: ForwardProcess | None = None) -> list[str]:
@@ -41,5 +45,4 @@ def names(process: ForwardProcess | None = None) -> list[str]:
     return sorted(n for n, s in samplers.items() if process is None or s.supports(process))
 
 
-def _load_builtins() -> None:
-    from . import continuous, discrete  # noqa: F401  (modules register themselves)
+__all__ = ["BUILTIN", "TABLE", "all_samplers", "get_sampler", "names", "register_builtin"]
