@@ -49,7 +49,7 @@ def read_generated(samples_dir: Path, columns: tuple[str, ...], window: int) -> 
     """
     f = Path(samples_dir) / "generate.npz"
     if not f.is_file():
-        found = sorted(p.name for p in Path(samples_dir).iterdir())[:6] if Path(samples_dir).is_dir() else []
+        found = sorted(p.name for p in Path(samples_dir).iterdir() if not p.name.startswith("."))[:6] if Path(samples_dir).is_dir() else []
         raise DataError(f"--samples {samples_dir}: expected generate.npz written by 'polydiff sample RUN --task generate' of a "
                         f"time-series run; found {', '.join(found) if found else 'no files'}")
     try:
@@ -77,6 +77,7 @@ def evaluate_recipe(recipe: Any, model: Any, cfg: Any, run: Any, samples_dir: Pa
     """
     ev, L = cfg.eval, cfg.data.window
     sc = recipe.scaler(cfg, run)
+    given = None if samples_dir is None else read_generated(Path(samples_dir), tuple(sc.columns), L)
     bundle = recipe.datasets(cfg, run)
     model.eval()
     out: dict[str, float] = {}
@@ -84,7 +85,6 @@ def evaluate_recipe(recipe: Any, model: Any, cfg: Any, run: Any, samples_dir: Pa
     c = len(sc.columns)
     kw = dict(sampler=cfg.sample.sampler, seed=cfg.train.seed, batch_size=cfg.sample.batch_size,
               scale=cfg.sample.guidance_scale, noise_std=cfg.sample.noise_std)
-    given = None if samples_dir is None else read_generated(Path(samples_dir), tuple(sc.columns), L)
     conditional = getattr(recipe, "default_method", "") == "csdi"
     if not ev.generation_metrics:
         pass
@@ -118,8 +118,11 @@ def evaluate_recipe(recipe: Any, model: Any, cfg: Any, run: Any, samples_dir: Pa
         # never score forecasts on training windows: report that there was nothing held out instead
         out["heldout_windows"] = 0.0
         vf = cfg.data.val_fraction
+        n_rows = len(recipe._series(cfg).values)
         _skipped("forecast_* and impute_* metrics",
-                 f"no held-out window: the last data.val_fraction={vf:g} of the rows is shorter than data.window={L}"
+                 f"no held-out window: the last data.val_fraction={vf:g} of the {n_rows} rows ({int(round(n_rows * vf))} rows) is "
+                 f"shorter than data.window={L} (raise data.val_fraction to {min(0.5, (L + 1) / max(n_rows, 1)):.2g} or more, "
+                 "or evaluate forecasts with 'polydiff sample --task forecast')"
                  if vf > 0 else "data.val_fraction=0 holds out no rows; forecasts are never scored on training windows")
         return out
     w = bundle.val.all()
