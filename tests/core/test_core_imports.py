@@ -49,6 +49,35 @@ def test_import_polydiff_loads_no_plugin_and_no_heavy_dependency(loaded):
     assert _plugins(loaded["import"]) == []
 
 
+def test_import_polydiff_does_not_import_the_cli(loaded):
+    """The CLI (and typer) is the top layer: imported when commands are needed, not by ``import polydiff``."""
+    assert "polydiff.cli" not in loaded["import"] and "typer" not in loaded["import"]
+    assert "polydiff.plugins" in loaded["import"]  # the plugin layer is imported (it wires the lookups) ...
+
+
+_SAMPLE_PROBE = """
+import json, sys
+import torch
+import polydiff
+from polydiff.testing import GaussianOracleNet
+p = polydiff.processes.get("vp-cosine")
+res = polydiff.sample(polydiff.Denoiser(GaussianOracleNet(p), p), shape=(2, 3), sampler="heun", steps=2,
+                      generator=torch.Generator().manual_seed(0))
+print(json.dumps({"nfe": res.nfe, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_sampling_with_built_in_names_loads_no_plugin():
+    """... but a built-in process or sampler name is found without loading any plugin (DESIGN.md §3)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYDIFF_")}
+    env["OMP_NUM_THREADS"] = "1"
+    out = subprocess.run([sys.executable, "-c", _SAMPLE_PROBE], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["nfe"] > 0
+    assert _plugins(got["modules"]) == [] and "polydiff.cli" not in got["modules"]
+
+
 def test_every_core_module_imports_without_heavy_dependencies(loaded):
     """Importing every ``polydiff.*`` module (CLI, testing, training included) still loads none of them."""
     assert "polydiff.likelihood.ode" in loaded["all"]

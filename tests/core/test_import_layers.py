@@ -248,6 +248,39 @@ def test_the_graph_sees_function_local_and_relative_imports():
     assert "polydiff.schedules" in graph["polydiff.processes"]
 
 
+def test_the_parser_on_a_snippet():
+    """Function-local, class-level and ``try`` imports count; ``if TYPE_CHECKING:`` ones do not."""
+    src = """
+from typing import TYPE_CHECKING
+from . import registry, not_a_module
+from ..processes import get
+import polydiff.spaces.dense, torch
+if TYPE_CHECKING:
+    from ..cli import main
+else:
+    from .. import errors
+def f():
+    from ..plugins import registries
+class C:
+    def g(self):
+        try:
+            from .. import hookspecs
+        except ImportError:
+            pass
+"""
+    known = {"polydiff", "polydiff.samplers", "polydiff.samplers.registry", "polydiff.processes", "polydiff.spaces",
+             "polydiff.spaces.dense", "polydiff.cli", "polydiff.plugins", "polydiff.hookspecs", "polydiff.errors"}
+    got = set()
+    for node in _imports(ast.parse(src)):
+        got |= _targets("polydiff.samplers.x", False, node, known)
+    assert got == {"polydiff.samplers.registry", "polydiff.samplers", "polydiff.processes", "polydiff.spaces.dense",
+                   "polydiff.errors", "polydiff.plugins", "polydiff.hookspecs"}
+    assert _with_parent_packages("polydiff.spaces.dense", "polydiff.samplers.x", known) == {
+        "polydiff.spaces.dense", "polydiff.spaces"}
+    assert _with_parent_packages("polydiff.samplers.registry", "polydiff.samplers.x", known) == {
+        "polydiff.samplers.registry"}
+
+
 def test_no_import_cycle():
     cycles = _cycles(_graph())
     report = [f"{len(members)} modules in one cycle, e.g. {' -> '.join(cycle)}; all: {', '.join(members)}"

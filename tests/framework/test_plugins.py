@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from polydiff.plugins import (
     registries,
     reset_plugins,
 )
-from polydiff.registry import DuplicateNameError, Registry, UnknownNameError
+from polydiff.registry import BuiltinTable, DuplicateNameError, Registry, UnknownNameError
 
 from framework_fakes import FakePlugin, FakeRecipe
 
@@ -187,7 +188,7 @@ def test_builtins_register_through_the_same_hooks(fresh):
 
     assert set(BUILTIN) == set(regs.samplers.by_plugin("polydiff"))
     assert polydiff.samplers.names() == sorted(regs.samplers.names())
-    assert set(regs.commands.by_plugin("polydiff")) == {"plugins", "train", "sample", "evaluate", "demo", "new-plugin"}
+    assert set(regs.commands.by_plugin("polydiff")) >= {"plugins", "train", "sample", "evaluate", "demo", "new-plugin"}
     for entry in regs.guidance.entries():
         assert entry.plugin == "polydiff" and entry.obj.__dict__["name"] == entry.name
 
@@ -213,6 +214,69 @@ def test_registry_unknown_and_listing():
         reg.register("b", 3, plugin="x")
     with pytest.raises(ValueError, match="non-empty"):
         reg.register("", 3, plugin="x")
+
+
+def test_builtin_table_asks_its_source_only_on_a_miss():
+    table = BuiltinTable("widget", {"a": 1})
+    assert table.lookup("a") == 1 and table.lookup("b") is None and table.names() == ["a"]
+    with pytest.raises(DuplicateNameError, match="widget 'a' is registered twice"):
+        table.add("a", 2)
+    calls = []
+
+    def source():
+        calls.append(1)
+        return {"b": 2, "a": 1}
+
+    assert table.set_source(source) is None
+    assert table.lookup("a") == 1 and calls == []  # a built-in name never asks the source
+    assert table.lookup("b") == 2 and table.names() == ["a", "b"] and calls
+    assert table.set_source(None) is source and table.lookup("b") is None
+
+
+def test_a_built_in_name_loads_no_plugin_an_unknown_one_does(fake_eps):
+    fake_eps({"broken": BROKEN})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginLoadWarning)  # loading the broken plugin would raise here
+        assert polydiff.processes.get("vp-cosine").name == "vp-cosine"
+        assert polydiff.samplers.get_sampler("euler").name == "euler"
+    with pytest.warns(PluginLoadWarning, match="boom at import"), pytest.raises(ValueError, match="known samplers"):
+        polydiff.samplers.get_sampler("no-such-sampler")
+
+
+def test_the_lower_layers_work_without_the_plugin_layer(fresh):
+    """``processes`` and ``samplers`` never import ``polydiff.plugins``: without its source they see the built-ins."""
+
+    class P:
+        @hookimpl
+        def register_processes(self, register):
+            register("my-flow", lambda **p: polydiff.processes.gaussian("flow", **p))
+
+    tables = (polydiff.processes.TABLE, polydiff.samplers.registry.TABLE)
+    sources = [t.set_source(None) for t in tables]
+    try:
+        with isolated_plugins(("p", P())) as regs:
+            assert "my-flow" in regs.processes
+            assert polydiff.processes.names() == sorted(polydiff.processes.BUILTIN)
+            assert polydiff.samplers.names() == sorted(polydiff.samplers.registry.BUILTIN)
+            assert polydiff.processes.get("flow").name == "flow"
+            with pytest.raises(ValueError, match="unknown process 'my-flow'"):
+                polydiff.processes.get("my-flow")
+    finally:
+        for t, source in zip(tables, sources):
+            t.set_source(source)
+    with isolated_plugins(("p", P())):
+        assert polydiff.processes.get("my-flow").name == "flow"
+
+
+def test_core_commands_are_listed_without_importing_the_cli_first():
+    """The built-in plugin gets the CLI's commands through a provider; the CLI is imported on demand."""
+    code = ("import json, sys, polydiff.plugins as p; assert 'polydiff.cli' not in sys.modules; "
+            "print(json.dumps(p.plugin_infos()[0].registered['commands']))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYDIFF_")}
+    env.update(OMP_NUM_THREADS="1", POLYDIFF_LOAD_PLUGINS="")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert {"plugins", "train", "sample", "evaluate", "demo", "new-plugin"} <= set(json.loads(proc.stdout))
 
 
 # -- one test per hook (test_hook_<name>); the meta-test below checks they all exist ---------------
