@@ -12,6 +12,7 @@ import datetime as _dt
 import os
 import re
 import shutil
+import sys
 import time
 import traceback
 from collections.abc import Sequence
@@ -78,18 +79,23 @@ def _demo_flag(entry: Any) -> bool | None:
 
 
 def run_demo(out: str | Path, *, recipes: Sequence[str] | None = None, max_steps: int | None = None,
-             device: str = "cpu", num: int | None = None) -> DemoResult:
+             device: str = "cpu", num: int | None = None, progress: bool = False) -> DemoResult:
     """Run the demo into ``out`` and write ``out/report.md``.
 
     Args:
-        out: output directory (``runs/``, ``samples/``, ``figures/`` and ``report.md``).
-        recipes: recipe names (default: :func:`demo_recipes`). max_steps: cap on training steps.
-        device: training and sampling device. num: number of samples (default: the config's).
+        out: output directory (``runs/``, ``samples/``, ``figures/`` (only where a recipe drew a
+            figure) and ``report.md``).
+        recipes: recipe names (default: :func:`demo_recipes`). max_steps: training steps per recipe
+            (default: the tiny preset's). device: training and sampling device. num: number of
+            samples (default: the config's). progress: print each recipe and phase (train, sample,
+            evaluate, report) to stderr as it starts, with the training and sampling progress.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = list(recipes) if recipes else demo_recipes()
-    items = tuple(_run_one(name, out, max_steps=max_steps, device=device, num=num) for name in names)
+    items = tuple(_run_one(name, out, max_steps=max_steps, device=device, num=num, progress=progress,
+                           where=f"[{i}/{len(names)}]") for i, name in enumerate(names, 1))
+    _remove_if_empty(out / "figures")
     report = out / "report.md"
     report.write_text(render_report(items, device=device, out=out))
     return DemoResult(items, report)
@@ -99,7 +105,19 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "recipe"
 
 
-def _run_one(name: str, out: Path, *, max_steps: int | None, device: str, num: int | None) -> DemoItem:
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only succeeds when empty
+    except OSError:
+        pass
+
+
+def _run_one(name: str, out: Path, *, max_steps: int | None, device: str, num: int | None, progress: bool = False,
+             where: str = "") -> DemoItem:
+    def phase(text: str) -> None:
+        if progress:
+            print(f"demo {where} {name}: {text}", file=sys.stderr, flush=True)
+
     slug = _slug(name)
     run_dir, samples_dir, fig_dir = out / "runs" / slug, out / "samples" / slug, out / "figures" / slug
     start = time.perf_counter()
@@ -108,15 +126,24 @@ def _run_one(name: str, out: Path, *, max_steps: int | None, device: str, num: i
             shutil.rmtree(d)
     result = None
     try:
-        result = run_train(name, run_dir, preset=DEMO_PRESET, max_steps=max_steps, device=device, progress=False)
-        run_sample(run_dir, samples_dir, num=num, device=device)
-        metrics = run_evaluate(run_dir, samples=samples_dir, device=device)
+        phase(f"train (preset {DEMO_PRESET}" + (f", {max_steps} steps" if max_steps else "") + ")")
+        result = run_train(name, run_dir, preset=DEMO_PRESET, max_steps=max_steps, device=device, progress=progress)
+        phase("sample")
+        run_sample(run_dir, samples_dir, num=num, device=device, progress=progress)
+        phase("evaluate")
+        metrics = run_evaluate(run_dir, samples=samples_dir, device=device, progress=progress)
+        phase("report")
         fig_dir.mkdir(parents=True, exist_ok=True)
-        markdown = get_recipe(name).report(metrics, samples_dir, fig_dir)
+        try:
+            markdown = get_recipe(name).report(metrics, samples_dir, fig_dir)
+        finally:
+            _remove_if_empty(fig_dir)  # no empty folders: only recipes that drew figures keep one
         markdown = _relink(markdown, fig_dir, out) + _plots_not_linked(markdown, (fig_dir, samples_dir), out)
+        phase(f"ok in {time.perf_counter() - start:.1f} s")
     except Exception as exc:  # one failing recipe must not stop the others
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "error.txt").write_text(traceback.format_exc())
+        phase(f"FAILED: {type(exc).__name__}: {' '.join(str(exc).split())} (traceback in {run_dir / 'error.txt'})")
         return DemoItem(name, False, f"{type(exc).__name__}: {' '.join(str(exc).split())}", run_dir, None, {},
                         getattr(result, "steps", None), getattr(result, "final_loss", None),
                         time.perf_counter() - start)

@@ -133,12 +133,32 @@ def rank() -> int:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``; other values pass through."""
-    if device == "auto":
-        import torch
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are checked.
 
+    Raises:
+        UserInputError: an unknown device, or one this machine does not have (one line naming it).
+    """
+    import torch
+
+    name = device.strip().lower()
+    if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    kind, sep, index = name.partition(":")
+    if kind == "cpu" and not sep:
+        return "cpu"
+    if kind == "cuda" and (not sep or index.isdigit()):
+        if not torch.cuda.is_available():
+            raise UserInputError(f"--device {device}: CUDA is not available on this machine "
+                                 "(no GPU, or torch was built without CUDA); use --device cpu or auto")
+        if sep and int(index) >= torch.cuda.device_count():
+            raise UserInputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                                 f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        return name
+    if kind == "mps" and not sep:
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UserInputError(f"--device {device}: Apple MPS is not available on this machine; use --device cpu")
+        return "mps"
+    raise UserInputError(f"--device {device!r} is not a device polydiff knows; expected cpu, cuda, cuda:N, mps or auto")
 
 
 def to_jsonable(value: Any) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .coerce import coerce, field_types, is_optional, type_name
-from .toml_writer import toml_dumps
+from .toml_writer import file_mode, toml_dumps
 
 _MISSING = object()
 
@@ -163,6 +163,7 @@ def save_config(cfg: Any, path: str | Path, *, header: Mapping[str, Any] | None 
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; the run's other files follow the umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

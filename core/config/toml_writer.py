@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Mapping
 from typing import Any
+
+_umask_lock = threading.Lock()
+
+
+def file_mode(base: int = 0o666) -> int:
+    """``base`` less the process umask: the mode ``open()`` would give a new file (``0o644`` under umask 022).
+
+    Temporary files from ``tempfile.mkstemp`` (and safetensors) are created ``0o600``; files renamed
+    into place from them get this mode so a run directory's files all follow the umask.
+    """
+    with _umask_lock:  # os.umask can only be read by setting it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return base & ~mask
 
 
 def toml_dumps(data: Mapping[str, Any]) -> str:
@@ -71,4 +87,4 @@ def _toml_value(v: Any) -> str:
     raise ValueError(f"cannot write {v!r} ({type(v).__name__}) as TOML")
 
 
-__all__ = ["toml_dumps"]
+__all__ = ["file_mode", "toml_dumps"]

@@ -107,6 +107,13 @@ def unflatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 # -- writing ------------------------------------------------------------------------------------------
+def file_mode() -> int:
+    """``0o666`` less the process umask (``0o644`` under umask 022): the mode of the checkpoint files."""
+    mask = os.umask(0o022)  # the umask can only be read by setting it
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
@@ -192,7 +199,9 @@ def save_checkpoint(
     with open(tmp / "state.json", "w") as f:
         json.dump(state_json, f)
     files = {}
+    mode = file_mode()
     for p in sorted(tmp.iterdir()):
+        os.chmod(p, mode)  # safetensors writes 0600; the run's files follow the umask
         _fsync_file(p)
         files[p.name] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
     with open(tmp / MANIFEST, "w") as f:

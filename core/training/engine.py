@@ -39,7 +39,8 @@ from .ema import EMA
 from .metrics_log import MetricsLog
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress
-from .seeding import mix_seed
+from .runlock import RunLock
+from ..seeding import mix_seed
 from .train_state import restore_train_state, save_train_checkpoint
 from .validation import validation_loss
 
@@ -56,6 +57,7 @@ class TrainResult:
         seconds: wall-clock seconds of this call.
         checkpoint: the latest checkpoint directory (``None`` if none was written).
         bad_steps: steps skipped because the loss or gradient norm was not finite (whole run).
+        start_step: the step this call started from (0, or the resumed checkpoint's step).
     """
 
     steps: int
@@ -63,18 +65,26 @@ class TrainResult:
     seconds: float
     checkpoint: Path | None
     bad_steps: int
+    start_step: int = 0
+
+    @property
+    def steps_this_call(self) -> int:
+        """Steps trained by this call (``steps - start_step``)."""
+        return self.steps - self.start_step
 
 
 class _LossForward(nn.Module):
-    """Routes ``recipe.loss(model, batch, generator)`` through ``forward`` so DDP sees it (and syncs gradients)."""
+    """Routes ``recipe.loss(model, batch, cfg, generator)`` through ``forward`` so DDP sees it (and syncs
+    gradients); the recipe receives the bare model and the run's config."""
 
-    def __init__(self, recipe: Recipe, model: nn.Module) -> None:
+    def __init__(self, recipe: Recipe, model: nn.Module, cfg: Any) -> None:
         super().__init__()
         self.model = model
         self._recipe = recipe
+        self._cfg = cfg
 
     def forward(self, batch: Any, generator: Any) -> torch.Tensor:
-        return self._recipe.loss(self.model, batch, generator)
+        return self._recipe.loss(self.model, batch, self._cfg, generator)
 
 
 def _check(tc: Any) -> TrainConfig:
@@ -119,16 +129,18 @@ def train(
     """Train ``recipe``'s model with ``cfg`` into the run directory ``run``.
 
     Calls ``recipe.setup`` (rank 0), ``recipe.datasets`` and ``recipe.build_model``, then trains to
-    ``cfg.train.steps`` optimizer steps (or stops at step ``max_steps`` when that is smaller; the
-    learning-rate schedule still spans ``cfg.train.steps``). Works single-process and under
-    ``torchrun`` (DDP; rank 0 alone writes logs and checkpoints).
+    ``cfg.train.steps`` optimizer steps, or to step ``max_steps`` when given (the learning-rate
+    schedule spans ``cfg.train.steps`` and stays at its final value past it, so ``max_steps`` can
+    also continue a finished run). Works single-process and under ``torchrun`` (DDP; rank 0 alone
+    writes logs and checkpoints). Rank 0 holds the run directory's lock (``RUN/.lock``) meanwhile.
 
     Args:
         recipe: the recipe. cfg: its config (with ``cfg.train`` a :class:`TrainConfig`).
         run: the run directory. device: ``cpu`` or ``cuda`` (``cuda:LOCAL_RANK`` under torchrun).
         resume: continue exactly from ``checkpoints/latest`` (``CheckpointError`` if there is none).
-        max_steps: stop once this many steps (counted from the start of the run) are done.
-        progress: print a progress line to stderr every ``train.log_every`` steps.
+        max_steps: train until this many steps (counted from the start of the run) are done.
+        progress: print a progress line to stderr every ``train.log_every`` steps (more often in
+            short runs: about ten lines per call).
 
     Side effects: seeds Python's ``random``, numpy's and torch's global generators from ``train.seed``
     (a resumed run restores them from the checkpoint); ``train.deterministic`` turns on
@@ -137,14 +149,18 @@ def train(
     Raises:
         ConfigError: bad ``train`` settings, or a fresh start in a run that already has checkpoints.
         CheckpointError: ``resume`` without a usable checkpoint.
+        RunLockedError: another process is training into ``run``.
         NonFiniteLossError: ``train.max_bad_steps`` consecutive non-finite steps.
     """
     tc = _check(getattr(cfg, "train", None))
     run = run if isinstance(run, RunDir) else RunDir(run)
+    if max_steps is not None and int(max_steps) < 1:
+        raise ConfigError(f"max_steps must be at least 1, got {max_steps}")
     info = distributed.setup(device)
     prev_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        return _train(recipe, cfg, tc, run, info, resume=resume, max_steps=max_steps, progress=progress)
+        with RunLock(run.path) if info.is_main else nullcontext():
+            return _train(recipe, cfg, tc, run, info, resume=resume, max_steps=max_steps, progress=progress)
     finally:
         torch.use_deterministic_algorithms(prev_deterministic)
         distributed.teardown(info)
@@ -154,6 +170,7 @@ def _train(recipe: Recipe, cfg: Any, tc: TrainConfig, run: RunDir, info: distrib
            resume: bool, max_steps: int | None, progress: bool) -> TrainResult:
     start_time = time.perf_counter()
     dev = info.device
+    total = tc.steps if max_steps is None else int(max_steps)
     if info.is_main:
         run.ensure()
         if not resume and (run.checkpoints / "latest").exists():
@@ -188,13 +205,15 @@ def _train(recipe: Recipe, cfg: Any, tc: TrainConfig, run: RunDir, info: distrib
         ck = load_latest(run.checkpoints, device=dev)
         step, pos, prior_seconds, bad_total = restore_train_state(ck, model, ema, optimizer, scheduler, loss_gen, info)
         ckpt_path = ck.path
-    total = tc.steps if max_steps is None else min(tc.steps, int(max_steps))
+    start_step = step
     prog = Progress(total, enabled=progress and info.is_main)
+    # the progress line: every train.log_every steps, but about ten times in a short run
+    show_every = max(1, min(tc.log_every, math.ceil((total - step) / 10)))
     metrics = MetricsLog(run.metrics_log, resume_step=step if resume else None,
                          tensorboard_dir=run.path / "tensorboard") if info.is_main else None
     if tc.compile:
         model.compile()
-    loss_module: nn.Module = _LossForward(recipe, model)
+    loss_module: nn.Module = _LossForward(recipe, model, cfg)
     if info.distributed:
         loss_module = DistributedDataParallel(loss_module, device_ids=[dev.index] if dev.type == "cuda" else None)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if (dev.type == "cuda" and tc.bf16) else nullcontext
@@ -207,6 +226,7 @@ def _train(recipe: Recipe, cfg: Any, tc: TrainConfig, run: RunDir, info: distrib
     model.train()
     last_loss, bad_run = math.nan, 0
     window_t, window_steps, window_samples = time.perf_counter(), 0, 0
+    shown_t, shown_steps, shown_samples = window_t, 0, 0
     last_saved = step
     try:
         while step < total:
@@ -259,17 +279,23 @@ def _train(recipe: Recipe, cfg: Any, tc: TrainConfig, run: RunDir, info: distrib
             step += 1
             window_steps += 1
             window_samples += n_samples * info.world_size
+            shown_steps += 1
+            shown_samples += n_samples * info.world_size
             if step % tc.log_every == 0 or step == total:
                 now = time.perf_counter()
                 dt = max(now - window_t, 1e-12)
                 if metrics is not None:
                     metrics.log({"step": step, "loss": loss_v, "lr": lr, "grad_norm": grad_norm,
                                  "seconds": prior_seconds + now - start_time, "samples_per_s": window_samples / dt})
-                prog.update(step=step, loss=loss_v, lr=lr, steps_per_s=window_steps / dt, samples_per_s=window_samples / dt)
                 window_t, window_steps, window_samples = now, 0, 0
+            if step % show_every == 0 or step == total:
+                now = time.perf_counter()
+                dt = max(now - shown_t, 1e-12)
+                prog.update(step=step, loss=loss_v, lr=lr, steps_per_s=shown_steps / dt, samples_per_s=shown_samples / dt)
+                shown_t, shown_steps, shown_samples = now, 0, 0
             if tc.eval_every > 0 and bundle.val is not None and step % tc.eval_every == 0:
                 if info.is_main:
-                    val = validation_loss(recipe, ema.module, bundle, tc, dev, autocast)
+                    val = validation_loss(recipe, ema.module, bundle, cfg, dev, autocast)
                     assert metrics is not None
                     metrics.log({"step": step, "val_loss": val})
                     prog.message(f"step {step}: validation loss (EMA) {val:.4f}")
@@ -284,7 +310,7 @@ def _train(recipe: Recipe, cfg: Any, tc: TrainConfig, run: RunDir, info: distrib
     if step != last_saved:  # pragma: no cover - the loop always saves at step == total
         ckpt_path = save_train_checkpoint(run, tc, info, step, pos, prior_seconds, bad_total, model, ema, optimizer, scheduler, loss_gen)
     return TrainResult(steps=step, final_loss=last_loss, seconds=time.perf_counter() - start_time,
-                       checkpoint=ckpt_path, bad_steps=bad_total)
+                       checkpoint=ckpt_path, bad_steps=bad_total, start_step=start_step)
 
 
 def load_model(recipe: Recipe, cfg: Any, run: RunDir | str | Path, *, ema: bool = True,

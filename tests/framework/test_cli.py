@@ -73,7 +73,11 @@ def test_resume_refuses_a_changed_config(cli, tmp_path):
     _one_line_error(code, err, "train.lr: saved 0.0003, now 0.5", "--max-steps")
     code, out, err = cli("train", "fake/points", "--out", run, "--preset", "tiny", "--max-steps", "3", "--resume",
                          "--device", "cpu", "--no-progress")
+    _one_line_error(code, err, "already finished at step 3", "--max-steps")
+    code, out, err = cli("train", "fake/points", "--out", run, "--preset", "tiny", "--max-steps", "5", "--resume",
+                         "--device", "cpu", "--no-progress")
     assert code == 0, err
+    assert "trained 2 steps (steps 3->5; 5 in total)" in out
     code, out, err = cli("train", "fake/points", "--out", run, "--device", "cpu", "--no-progress")
     _one_line_error(code, err, "already holds a trained run", "--resume")
 
