@@ -17,6 +17,7 @@ from ..processes import ForwardProcess, GaussianProcess, ProductProcess
 from ..types import State
 from .base import SamplerContext, SamplerModel, SamplerSpec
 from .gaussian_common import GridCoefficients, GridValues, estimate, grid_coefficients, is_final, projected_noise, single_evaluation_loop
+from .grids import SDE_GRIDS
 from .registry import register_builtin
 
 
@@ -133,6 +134,7 @@ register_builtin(
         kind="gaussian",
         stochastic=True,
         start=sde_start,
+        default_grid=SDE_GRIDS,
         description="Euler-Maruyama on the reverse SDE (1 NFE/step)",
     )
 )
@@ -144,6 +146,7 @@ register_builtin(
         stochastic=True,
         options={"corrector_steps": 1, "snr": 0.16},
         start=sde_start,
+        default_grid=SDE_GRIDS,
         description="predictor-corrector: reverse-SDE Euler-Maruyama predictor + Langevin corrector (snr rule)",
     )
 )

@@ -9,6 +9,7 @@ from torch import Tensor
 from ..types import State
 from .base import SamplerContext, SamplerModel, SamplerSpec
 from .gaussian_common import GridValues, first_order_step, grid_coefficients, projected_noise, single_evaluation_loop
+from .grids import DDPM_GRIDS, EULER_GRIDS
 from .registry import register_builtin
 
 
@@ -69,8 +70,8 @@ def ddpm(model: SamplerModel, x: State, grid: Tensor, ctx: SamplerContext) -> St
 
 
 register_builtin(
-    SamplerSpec("ddim", ddim, kind="gaussian", stochastic=True, options={"eta": 0.0}, description="DDIM(eta): eta=0 deterministic, eta=1 DDPM ancestral")
+    SamplerSpec("ddim", ddim, kind="gaussian", stochastic=True, options={"eta": 0.0}, default_grid=EULER_GRIDS, description="DDIM(eta): eta=0 deterministic, eta=1 DDPM ancestral")
 )
 register_builtin(
-    SamplerSpec("ddpm", ddpm, kind="gaussian", stochastic=True, description="DDPM ancestral sampling from the exact Gaussian posterior q(z_s | z_t, x0_hat)")
+    SamplerSpec("ddpm", ddpm, kind="gaussian", stochastic=True, default_grid=DDPM_GRIDS, description="DDPM ancestral sampling from the exact Gaussian posterior q(z_s | z_t, x0_hat)")
 )

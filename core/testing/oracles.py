@@ -71,3 +71,28 @@ def gaussian_log_density(x: Tensor, mu: float | Tensor, s: float | Tensor, space
     dof = space.dof(x)
     log_s = space.sum(torch.log(s).expand_as(x)).to(torch.float64) * (dof / space.count(x).to(torch.float64))
     return -0.5 * sq - log_s - 0.5 * dof * math.log(2 * math.pi)
+
+
+def pf_ode_map(process: GaussianProcess, mu: Tensor, s: Tensor, z: Tensor, t_from: float, t_to: float) -> Tensor:
+    """The exact probability-flow ODE map from ``t_from`` to ``t_to`` for ``x_0 ~ N(mu, diag(s^2))``.
+
+    The ODE transports ``z_t = alpha_t mu + sqrt(alpha_t^2 s^2 + sigma_t^2) xi`` with ``xi`` fixed (standard
+    coordinates; ``mu``, ``s`` of shape ``(D,)``, ``z`` of shape ``(n, D)``), so the map is affine and closed-form.
+    """
+    t = torch.tensor([t_from, t_to], dtype=torch.float64)
+    v = process.schedule(t)
+    a0, a1, s0, s1 = v.alpha[0], v.alpha[1], v.sigma[0], v.sigma[1]
+    xi = (z - a0 * mu) / torch.sqrt(a0**2 * s**2 + s0**2)
+    return a1 * mu + torch.sqrt(a1**2 * s**2 + s1**2) * xi
+
+
+def ideal_sampler_output(process: GaussianProcess, mu: Tensor, s: Tensor, z: Tensor, t_from: float, t_last: float) -> Tensor:
+    """What a Gaussian sampler converges to from ``z`` at ``t_from`` on a grid whose last time before 0 is ``t_last``:
+    the exact PF-ODE map to ``t_last`` followed by the exact ``E[x_0 | z_{t_last}]`` (the step to ``t = 0``).
+
+    Shapes as :func:`pf_ode_map`; returns ``(n, D)``.
+    """
+    z1 = pf_ode_map(process, mu, s, z, t_from, t_last)
+    v = process.schedule(torch.tensor([t_last], dtype=torch.float64))
+    a, sig = v.alpha[0], v.sigma[0]
+    return mu + a * s**2 / (a**2 * s**2 + sig**2) * (z1 - a * mu)

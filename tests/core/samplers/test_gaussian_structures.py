@@ -236,15 +236,19 @@ def test_ouve_structures_and_option_errors():
         polydiff.sample(_gauss("vp-linear"), shape=(2, 2), sampler="dpm++2m", eta=1.0)
 
 
-def test_log_snr_grid_refuses_an_infinite_start() -> None:
-    """Flow has alpha = 0 at t = 1: a log-SNR grid cannot start there, and says so."""
-    import pytest as _pytest
+def test_log_snr_grid_from_alpha_zero() -> None:
+    """Flow has alpha = 0 at t = 1 (log-SNR -inf): log-SNR spacings start there from alpha / sigma = 1e-2."""
+    import math
 
     from polydiff import processes
     from polydiff.samplers import time_grid
 
-    with _pytest.raises(ValueError, match="infinite"):
-        time_grid(processes.get("flow"), 8, kind="log-snr", t_start=1.0)
+    p = processes.get("flow")
+    for kind in ("log-snr", "karras"):
+        g = time_grid(p, 8, kind=kind, t_start=1.0)
+        ref = time_grid(p, 8, kind=kind, t_start=1.0 / (1.0 + 1e-2))  # the time where alpha / sigma = 1e-2
+        assert float(g[0]) == 1.0 and bool((g[1:] == ref[1:]).all()) and float(g[-1]) == 0.0
+        assert math.isclose(float(ref[0]), 1.0 / (1.0 + 1e-2), rel_tol=1e-12)
     g = time_grid(processes.get("flow"), 8, kind="log-snr", t_start=0.999)
     assert bool(torch.isfinite(g).all()) and float(g[0]) == 0.999 and float(g[-1]) == 0.0
 
