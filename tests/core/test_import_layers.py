@@ -22,13 +22,14 @@ Two rules:
 from __future__ import annotations
 
 import ast
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-CORE = Path(__file__).resolve().parents[2] / "core"
 PACKAGE = "polydiff"
+CORE = Path(importlib.util.find_spec(PACKAGE).origin).parent  # core/ in this repository
 
 #: bottom (0) to top. A module's layer is that of the longest prefix in this table that names it
 #: (``polydiff.samplers`` covers ``polydiff.samplers.euler``; ``polydiff`` itself is the top façade).
