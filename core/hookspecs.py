@@ -41,26 +41,6 @@ def register_samplers(register: Register) -> None:
 
 
 @hookspec
-def register_guidance(register: Register) -> None:
-    """``register(name, factory, *, description="")``: a guidance or state correction; ``factory(**params)``."""
-
-
-@hookspec
-def register_backbones(register: Register) -> None:
-    """``register(name, factory, *, description="")``: a network; ``factory(**params) -> torch.nn.Module``."""
-
-
-@hookspec
-def register_datasets(register: Register) -> None:
-    """``register(name, factory, *, description="")``: a dataset; ``factory(**params) -> Dataset``."""
-
-
-@hookspec
-def register_metrics(register: Register) -> None:
-    """``register(name, fn, *, description="")``: a metric function."""
-
-
-@hookspec
 def register_recipes(register: Register) -> None:
     """``register(recipe)``: a :class:`polydiff.recipes.Recipe` instance named ``"<plugin>/<name>"``."""
 

@@ -18,10 +18,6 @@ if TYPE_CHECKING:  # pragma: no cover
 REGISTRY_HOOKS: dict[str, tuple[str, str]] = {
     "processes": ("register_processes", "process"),
     "samplers": ("register_samplers", "sampler"),
-    "guidance": ("register_guidance", "guidance"),
-    "backbones": ("register_backbones", "backbone"),
-    "datasets": ("register_datasets", "dataset"),
-    "metrics": ("register_metrics", "metric"),
     "recipes": ("register_recipes", "recipe"),
     "commands": ("register_commands", "command"),
 }
@@ -74,10 +70,6 @@ class Registries:
     def __init__(self, load_commands: Callable[[], None] | None = None) -> None:
         self.processes: Registry[Callable[..., ForwardProcess]] = Registry("process")
         self.samplers: Registry[SamplerSpec] = Registry("sampler")
-        self.guidance: Registry[Callable[..., Any]] = Registry("guidance")
-        self.backbones: Registry[Callable[..., Any]] = Registry("backbone")
-        self.datasets: Registry[Callable[..., Any]] = Registry("dataset")
-        self.metrics: Registry[Callable[..., Any]] = Registry("metric")
         self.recipes: Registry[Recipe] = Registry("recipe")
         self._commands: Registry[Any] = Registry("command")
         self._load_commands = load_commands

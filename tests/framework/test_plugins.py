@@ -158,14 +158,14 @@ def test_a_failing_hook_rolls_back_what_the_plugin_registered(fake_eps):
     fake_eps({"half": """
         from polydiff import hookimpl
         @hookimpl
-        def register_metrics(register):
-            register("half-metric", len)
+        def register_processes(register):
+            register("half-process", lambda: None)
             raise ValueError("second half broken")
     """})
     with pytest.warns(PluginLoadWarning):
         info = _infos()["half"]
     assert info["status"] == "failed" and info["error"] == "ValueError: second half broken"
-    assert "half-metric" not in registries().metrics
+    assert "half-process" not in registries().processes
 
 
 def test_an_unknown_hook_name_is_a_failure(fake_eps):
@@ -189,8 +189,6 @@ def test_builtins_register_through_the_same_hooks(fresh):
     assert set(BUILTIN) == set(regs.samplers.by_plugin("polydiff"))
     assert polydiff.samplers.names() == sorted(regs.samplers.names())
     assert set(regs.commands.by_plugin("polydiff")) >= {"plugins", "train", "sample", "evaluate", "demo", "new-plugin"}
-    for entry in regs.guidance.entries():
-        assert entry.plugin == "polydiff" and entry.obj.__dict__["name"] == entry.name
 
 
 def test_version_comes_from_the_distribution(fresh, monkeypatch):
@@ -282,13 +280,6 @@ def test_core_commands_are_listed_without_importing_the_cli_first():
 # -- one test per hook (test_hook_<name>); the meta-test below checks they all exist ---------------
 
 
-class _Factory:
-    """A plugin widget."""
-
-    def __init__(self, **params):
-        self.params = params
-
-
 def test_hook_register_processes(fresh):
     class P:
         @hookimpl
@@ -318,46 +309,27 @@ def test_hook_register_samplers(fresh):
     assert "my-euler" not in polydiff.samplers.names()
 
 
-def test_hook_register_guidance(fresh):
-    class P:
+def test_only_hooks_with_a_reader_exist():
+    """Every hook fills a registry the core reads (processes.get, samplers.get_sampler, the CLI's train/sample
+    and its command table); hooks nothing read (guidance, backbones, datasets, metrics) were removed."""
+    from polydiff import hookspecs
+    from polydiff.plugins import REGISTRY_HOOKS
+
+    specs = {n for n in dir(hookspecs) if n.startswith("register_") and hasattr(getattr(hookspecs, n), "polydiff_spec")}
+    assert specs == {"register_processes", "register_samplers", "register_recipes", "register_commands"}
+    assert {hook for hook, _ in REGISTRY_HOOKS.values()} == specs
+
+
+def test_a_removed_hook_is_reported_as_a_failure(fake_eps):
+    fake_eps({"old": """
+        from polydiff import hookimpl
         @hookimpl
-        def register_guidance(self, register):
-            register("my-guidance", _Factory)
-
-    with isolated_plugins(("p", P())) as regs:
-        assert regs.guidance.get("my-guidance")(w=2).params == {"w": 2}
-        assert regs.guidance.entry("my-guidance").description == "A plugin widget."
-
-
-def test_hook_register_backbones(fresh):
-    class P:
-        @hookimpl
-        def register_backbones(self, register):
-            register("my-mlp", lambda width: torch.nn.Linear(width, width), description="MLP")
-
-    with isolated_plugins(("p", P())) as regs:
-        assert regs.backbones.get("my-mlp")(width=3).in_features == 3
-
-
-def test_hook_register_datasets(fresh):
-    class P:
-        @hookimpl
-        def register_datasets(self, register):
-            register("ones", lambda n: torch.ones(n, 2))
-
-    with isolated_plugins(("p", P())) as regs:
-        assert regs.datasets.get("ones")(4).shape == (4, 2)
-        assert [i for i in plugin_infos() if i.name == "p"][0].registered["datasets"] == ["ones"]
-
-
-def test_hook_register_metrics(fresh):
-    class P:
-        @hookimpl
-        def register_metrics(self, register):
-            register("mean", lambda x: float(x.mean()))
-
-    with isolated_plugins(("p", P())) as regs:
-        assert regs.metrics.get("mean")(torch.tensor([1.0, 3.0])) == 2.0
+        def register_metrics(register):
+            pass
+    """})
+    with pytest.warns(PluginLoadWarning):
+        info = _infos()["old"]
+    assert info["status"] == "failed" and "register_metrics" in info["error"]
 
 
 def test_hook_register_recipes(fresh):
