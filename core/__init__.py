@@ -13,7 +13,7 @@ the CLI's commands (imported only when the command table is first needed).
 from typing import Any as _Any
 
 from . import builtin_plugin as _builtin_plugin
-from . import guidance, losses, parameterisation, plugins, processes, samplers, schedules, spaces
+from . import guidance, losses, parameterisation, plugins, processes, samplers, schedules, seeding, spaces
 from ._version import __version__
 from .denoiser import Denoiser, DiscreteDenoised, EDMPreconditioner, ProductDenoised
 from .guidance import guided
@@ -58,6 +58,7 @@ __all__ = [
     "processes",
     "sample",
     "samplers",
+    "seeding",
     "schedules",
     "spaces",
 ]

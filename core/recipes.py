@@ -188,8 +188,8 @@ class Recipe(ABC):
         chunks of ``cfg.sample.batch_size`` with one generator per sample (``mix_seed(seed, i)``), on the
         model's device and dtype, returned on the CPU. ``options`` are passed to the sampler.
         """
-        from .samplers.api import sample as polydiff_sample
-        from .samplers.chunked import sample_in_chunks
+        from .samplers import sample as polydiff_sample
+        from .samplers import sample_in_chunks
 
         p = next(model.parameters())
         shape = tuple(self.sample_shape(cfg))

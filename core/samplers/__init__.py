@@ -6,12 +6,15 @@ each of which adds its samplers with :func:`register_builtin`.
 
 from . import continuous, discrete  # noqa: F401  (the built-in samplers register themselves)
 from .api import sample
+from .chunked import Chunk, ChunkedSamples, sample_in_chunks
 from .base import SampleResult, SamplerContext, SamplerModel, SamplerSpec, StateCorrection, StepInfo
 from .grids import GRID_KINDS, custom_grid, time_grid
 from .registry import all_samplers, get_sampler, names, register_builtin
 
 __all__ = [
     "GRID_KINDS",
+    "Chunk",
+    "ChunkedSamples",
     "SampleResult",
     "SamplerContext",
     "SamplerModel",
@@ -24,5 +27,6 @@ __all__ = [
     "names",
     "register_builtin",
     "sample",
+    "sample_in_chunks",
     "time_grid",
 ]

@@ -18,6 +18,7 @@ from torch import Tensor
 
 import polydiff
 import polydiff.errors
+from polydiff.samplers import Chunk, sample_in_chunks
 from polydiff.seeding import sample_generators
 
 _MASK_SPAN = re.compile(r"\[MASK:(\d+)\]")
@@ -174,20 +175,21 @@ def generate(model: Any, *, num: int, length: int, context: int, sampler: str, s
     if not 0 < stride <= context:
         raise polydiff.errors.UserInputError(f"stride={stride} must be in [1, context={context}] (windows may not leave gaps)")
     options = dict(options or {})
-    out, nfe, nsteps, calls = [], 0, 0, 0
     dev = model_device(model)
     t0 = time.perf_counter()
-    for b0 in range(0, num, batch_size):
-        nb = min(batch_size, num - b0)
-        gens = generators(seed, nb, b0, dev)
-        seq = base.ids.to(dev).expand(nb, length).clone()
-        known = base.known.to(dev).expand(nb, length).clone()
+    nsteps, calls = 0, 0
+
+    def draw(chunk: Chunk) -> tuple[Tensor, int]:
+        """One chunk of sequences, window by window (semi-autoregressively past the context)."""
+        nonlocal nsteps, calls
+        seq = base.ids.to(dev).expand(chunk.size, length).clone()
+        known = base.known.to(dev).expand(chunk.size, length).clone()
         start, end = 0, min(length, context)
         nfe_b = steps_b = calls_b = 0
         while True:
             win, kn = seq[:, start:end], known[:, start:end]
-            x, n, s = _sample_window(model, win.clone(), kn.clone(), sampler=sampler, steps=steps, gens=gens, options=options,
-                                     guidance_scale=guidance_scale)
+            x, n, s = _sample_window(model, win.clone(), kn.clone(), sampler=sampler, steps=steps, gens=chunk.generators,
+                                     options=options, guidance_scale=guidance_scale)
             seq[:, start:end] = x
             known[:, start:end] = True
             nfe_b, steps_b, calls_b = nfe_b + n, steps_b + s, calls_b + 1
@@ -195,11 +197,13 @@ def generate(model: Any, *, num: int, length: int, context: int, sampler: str, s
                 break
             end = min(length, end + stride)
             start = max(0, end - context)
-        out.append(seq.cpu())
-        nfe, nsteps, calls = max(nfe, nfe_b), max(nsteps, steps_b), calls_b
+        nsteps, calls = max(nsteps, steps_b), calls_b
+        return seq.cpu(), nfe_b
+
+    drawn = sample_in_chunks(draw, num=num, batch_size=batch_size, seed=seed, device=dev)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    return Generation(torch.cat(out), base.known if template is not None else None, nfe, nsteps,
+    return Generation(drawn.x, base.known if template is not None else None, drawn.nfe, nsteps,
                       time.perf_counter() - t0, calls)
 
 

@@ -30,7 +30,7 @@ from torch import Tensor
 
 import polydiff
 from polydiff.guidance import DPS, ConjugateGradientConsistency, MaskOperator, Reconstruction, Replacement
-from polydiff.samplers.chunked import Chunk, sample_in_chunks
+from polydiff.samplers import Chunk, sample_in_chunks
 from polydiff.spaces import DenseSpace
 
 METHODS = ("replacement", "reconstruction", "reconstruction+replacement", "dps", "cg", "csdi", "none")
@@ -148,7 +148,7 @@ def sample_windows(
         method: one of :data:`METHODS` (``none`` = unconditional).
         sampler, steps, sampler_options: passed to :func:`polydiff.sample`.
         seed: the base seed; row ``i = k * B + b`` (sample ``k`` of window ``b``) uses the generator
-            ``mix_seed(seed, i)`` (:func:`polydiff.samplers.chunked.sample_in_chunks`), so results do not
+            ``mix_seed(seed, i)`` (:func:`polydiff.samplers.sample_in_chunks`), so results do not
             depend on ``batch_size``.
         scale, noise_std, norm: reconstruction-guidance strength, measurement std and energy.
 
