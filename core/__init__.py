@@ -1,10 +1,10 @@
 """polydiff: diffusion models for non-image data.
 
-The core contract (DESIGN.md): data spaces, schedules, forward processes, the :class:`Denoiser`,
+The core contract (docs/DESIGN.md): data spaces, schedules, forward processes, the :class:`Denoiser`,
 guidance, samplers and likelihoods. ``t = 0`` is data, ``t = 1`` is noise; per-sample scalars have
 shape ``(B,)``.
 
-This package's ``__init__`` is the façade at the top of the layered core (DESIGN.md §3) and the one
+This package's ``__init__`` is the façade at the top of the layered core (docs/DESIGN.md §3) and the one
 place that wires the layers together: it imports :mod:`polydiff.plugins`, which installs the plugin
 registries as the source of the ``processes`` and ``samplers`` lookups, and hands the built-in plugin
 the CLI's commands (imported only when the command table is first needed).
@@ -55,6 +55,7 @@ __all__ = [
     "hookimpl",
     "losses",
     "parameterisation",
+    "plugins",
     "processes",
     "sample",
     "samplers",

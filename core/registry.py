@@ -8,7 +8,7 @@ metadata: a duplicate name is an error naming both plugins, an unknown name list
 Both are plain data and know nothing of pluggy. The layers below the plugin manager (processes,
 samplers) keep their own items in a :class:`BuiltinTable`; the plugin layer, when it is imported,
 installs a *source* there (dependency inversion), so a lookup by name also sees what plugins
-registered without the lower layer ever importing the plugin manager (DESIGN.md §3).
+registered without the lower layer ever importing the plugin manager (docs/DESIGN.md §3).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Shared type names: the prediction vocabulary, states and per-sample times.
 
-Conventions (see DESIGN.md §2):
+Conventions (see docs/DESIGN.md §2):
 
 * time ``t`` lies in ``[0, 1]``; ``t = 0`` is data and ``t = 1`` is noise;
 * per-sample scalars (``t``, ``alpha_t``, ``sigma_t``, log-SNR) have shape ``(B,)``;

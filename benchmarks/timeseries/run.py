@@ -34,7 +34,7 @@ import torch
 from polydiff.recipes import RunDir
 from polydiff.training import latest_step, load_model, train
 from polydiff_timeseries.config import resolve
-from polydiff_timeseries.data import Series, load_bundled
+from polydiff_timeseries.data import Series
 from polydiff_timeseries.evaluation import generation_metrics
 from polydiff_timeseries.metrics import probabilistic_metrics
 from polydiff_timeseries.recipes import CSDIRecipe, DiffusionTSRecipe

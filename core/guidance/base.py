@@ -1,6 +1,6 @@
 """Guidance: transforms of a model's prediction, or corrections of the state after each step.
 
-Two seams (DESIGN.md §3):
+Two seams (docs/DESIGN.md §3):
 
 * a :class:`Guidance` *wraps the model*: ``guidance.wrap(model)`` returns an object with the same
   ``denoise(x_t, t, cond, space=)`` method, so samplers never know guidance exists. Classifier-free

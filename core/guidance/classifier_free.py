@@ -1,6 +1,6 @@
 """Classifier-free guidance in one batched forward: ``pred = uncond + w * (cond - uncond)``.
 
-Scale conventions (DESIGN.md §2): polydiff uses the Imagen / diffusers convention ``w``, where
+Scale conventions (docs/DESIGN.md §2): polydiff uses the Imagen / diffusers convention ``w``, where
 ``w = 1`` is the conditional model (no guidance) and ``w = 0`` the unconditional one. The original
 formulation of Ho & Salimans writes ``(1 + w') cond - w' uncond``; convert with
 :meth:`ClassifierFree.from_original_weight` (``w = 1 + w'``). Gaussian estimates are combined in

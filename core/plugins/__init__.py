@@ -17,7 +17,7 @@ Environment variables (read when plugins are loaded; :func:`reset_plugins` re-re
 ``POLYDIFF_STRICT_PLUGINS``
     ``1``: re-raise a plugin's import or hook error instead of recording it (for plugin authors).
 
-The lower layers never import this package (DESIGN.md §3). Importing it installs the loaded
+The lower layers never import this package (docs/DESIGN.md §3). Importing it installs the loaded
 registries as the source of their lookup tables (``polydiff.processes.TABLE``,
 ``polydiff.samplers.registry.TABLE``): a name that is not built in is looked up in the registries,
 which loads the allowed plugins on first use.
