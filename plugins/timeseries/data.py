@@ -245,6 +245,17 @@ def frame_to_series(df, time_column: str | None, columns: list[str] | None, *, s
     return series if stamps is None else regularise_steps(series, time_gaps, column=str(time_column))
 
 
+def _gap_reported(what: str, mode: str) -> bool:
+    """``time_gaps`` ``warn``: one warning, keep the rows (True); ``error``: a DataError; ``mask``: False (fill them)."""
+    if mode == "warn":
+        warnings.warn(f"{what}; rows are used as equally spaced steps (data.time_gaps='mask' inserts the missing "
+                      "steps as masked rows)", UserWarning, stacklevel=4)
+        return True
+    if mode == "error":
+        raise DataError(f"{what}; set data.time_gaps='mask' to insert the missing steps as masked rows")
+    return False
+
+
 def regularise_steps(s: Series, mode: str, *, column: str = "time") -> Series:
     """Check that ``s``'s timestamps advance by one constant step (the most common one).
 
@@ -276,12 +287,8 @@ def regularise_steps(s: Series, mode: str, *, column: str = "time") -> Series:
     row = int(odd[0]) + 1
     what = (f"{s.source}: column {column!r}, row {row}: the time step is {pd.Timedelta(int(d[row - 1]))} here, "
             f"{pd.Timedelta(step)} elsewhere ({len(odd)} irregular step(s))")
-    if mode == "warn":
-        warnings.warn(f"{what}; rows are used as equally spaced steps (data.time_gaps='mask' inserts the missing "
-                      "steps as masked rows)", UserWarning, stacklevel=3)
+    if _gap_reported(what, mode):
         return s
-    if mode == "error":
-        raise DataError(f"{what}; set data.time_gaps='mask' to insert the missing steps as masked rows")
     off_grid = np.flatnonzero(d % step != 0)
     if len(off_grid):
         r = int(off_grid[0]) + 1
@@ -348,12 +355,8 @@ def _calendar_gaps(s: Series, mode: str, column: str) -> Series | None:
     first = pd.Timestamp(grid[pos[row - 1] + 1])
     what = (f"{s.source}: column {column!r}, row {row}: {missing} missing step(s) of frequency {freq!r} "
             f"(the first is {first.date() if first == first.normalize() else first}, before row {row})")
-    if mode == "warn":
-        warnings.warn(f"{what}; rows are used as equally spaced steps (data.time_gaps='mask' inserts the missing "
-                      "steps as masked rows)", UserWarning, stacklevel=4)
+    if _gap_reported(what, mode):
         return s
-    if mode == "error":
-        raise DataError(f"{what}; set data.time_gaps='mask' to insert the missing steps as masked rows")
     vals = np.full((len(grid), s.values.shape[1]), np.nan)
     observed = np.zeros((len(grid), s.values.shape[1]), dtype=bool)
     vals[pos], observed[pos] = s.values, s.observed
