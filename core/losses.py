@@ -15,7 +15,8 @@ log-SNR inverse.
 
 Discrete processes: the masked (absorbing) process uses the continuous-time NELBO of MDLM/RADD,
 ``E_t [ -alpha'_t / (1 - alpha_t) * sum_{masked i} -log p(x0_i | x_t) ]``; any discrete process can use the
-``T``-step discrete-time ELBO built from exact posteriors (D3PM).
+``T``-step discrete-time ELBO built from exact posteriors (D3PM), and any can train on the plain x0
+cross-entropy ``-log p(x_0 | x_t)`` (``ce``; DiGress, MiDi, EQGAT-diff).
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ def diffusion_loss(
         generator: one generator or one per sample.
         space: the data space (inferred when omitted).
         weighting: Gaussian loss weighting (see module docstring).
-        discrete_objective: ``nelbo`` (continuous-time, masked process) or ``elbo`` (``elbo_steps``-step, any kernel).
+        discrete_objective: ``nelbo`` (continuous-time, masked process), ``elbo`` (``elbo_steps``-step, any kernel)
+            or ``ce`` (x0 cross-entropy, any kernel; :func:`x0_cross_entropy`).
     """
     x_0 = as_state(x_0)
     space = space or infer_space(x_0)
@@ -202,7 +204,9 @@ def _component_loss(model, process, prediction, out, x_0, x_t, noise, t, cond, s
             return masked_nelbo(process, out, x_0, x_t, t, space)
         if kw["discrete_objective"] == "elbo":
             return discrete_time_elbo_term(process, out, x_0, x_t, t, space, steps=kw["elbo_steps"])
-        raise ValueError(f"discrete_objective must be 'nelbo' or 'elbo', got {kw['discrete_objective']!r}")
+        if kw["discrete_objective"] == "ce":
+            return x0_cross_entropy(process, out, x_0, x_t, space)
+        raise ValueError(f"discrete_objective must be 'nelbo', 'elbo' or 'ce', got {kw['discrete_objective']!r}")
     assert isinstance(process, GaussianProcess)
     values = process.schedule(t)
     weighting = kw["weighting"]
@@ -235,6 +239,18 @@ def masked_nelbo(process: DiscreteProcess, logits: Tensor, x_0: Tensor, x_t: Ten
     # only masked tokens carry weight; where() (not a product) keeps an infinite weight at t -> 0 out of unmasked tokens
     per_token = torch.where(masked, nll * space.expand(weight, nll), torch.zeros_like(nll))
     return space.sum(per_token), space.count(nll)
+
+
+def x0_cross_entropy(process: DiscreteProcess, logits: Tensor, x_0: Tensor, x_t: Tensor, space: DataSpace) -> tuple[Tensor, Tensor]:
+    """The x0 cross-entropy ``sum_i -log p(x_0^i | x_t)`` per sample, and the token count; both ``(B,)``.
+
+    The x0-parameterised training loss of DiGress, MiDi and EQGAT-diff (any kernel; SUBS carry-over makes
+    unmasked tokens of a masked process cost zero). Unweighted in time: not an ELBO.
+    """
+    _check_logits(process, logits)
+    log_p = discrete_log_probs(process, logits, x_t)
+    nll = -log_p.gather(-1, x_0.unsqueeze(-1)).squeeze(-1)
+    return space.sum(nll), space.count(nll)
 
 
 def _check_logits(process: DiscreteProcess, logits: Tensor) -> None:
@@ -282,4 +298,4 @@ def discrete_time_elbo_term(
     return space.sum(kl * steps).to(logits.dtype if logits.is_floating_point() else torch.float32), space.count(kl)
 
 
-__all__ = ["LossOutput", "TIME_SAMPLINGS", "WEIGHTINGS", "diffusion_loss", "discrete_log_probs", "discrete_time_elbo_term", "gaussian_weight", "masked_nelbo", "sample_time"]
+__all__ = ["LossOutput", "TIME_SAMPLINGS", "WEIGHTINGS", "diffusion_loss", "discrete_log_probs", "discrete_time_elbo_term", "gaussian_weight", "masked_nelbo", "sample_time", "x0_cross_entropy"]

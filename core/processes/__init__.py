@@ -1,7 +1,7 @@
 """Forward processes and their registry: ``polydiff.processes.get(name, **params)``.
 
 Built-in names: ``vp-linear``, ``vp-cosine``, ``ve``, ``edm``, ``flow``, ``sub-vp`` (Gaussian),
-``ouve`` (mean-reverting toward ``cond['y']``), ``masked`` and ``uniform`` (discrete) and
+``ouve`` (mean-reverting toward ``cond['y']``), ``masked``, ``uniform`` and ``marginal`` (discrete) and
 ``product`` (named components). Plugins add more through the ``register_processes`` hook: this
 layer never imports the plugin manager; :mod:`polydiff.plugins` installs itself as the source of
 :data:`TABLE` when it is imported (a built-in name never loads plugins).
@@ -19,6 +19,7 @@ from .discrete import (
     DISCRETE_SCHEDULES,
     DiscreteProcess,
     DiscreteScheduleValues,
+    MarginalProcess,
     MaskedProcess,
     UniformProcess,
     discrete_schedule,
@@ -51,6 +52,7 @@ BUILTIN: dict[str, Callable[..., ForwardProcess]] = {
     "ouve": _ouve,
     "masked": MaskedProcess,
     "uniform": UniformProcess,
+    "marginal": MarginalProcess,
     "product": _product,
 }
 
@@ -86,6 +88,7 @@ __all__ = [
     "DiscreteScheduleValues",
     "ForwardProcess",
     "GaussianProcess",
+    "MarginalProcess",
     "MaskedProcess",
     "MeanRevertingProcess",
     "Noised",

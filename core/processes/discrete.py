@@ -1,8 +1,10 @@
-"""Discrete (categorical) forward processes: masked (absorbing) and uniform kernels.
+"""Discrete (categorical) forward processes: masked (absorbing), uniform and marginal kernels.
 
 ``q(x_t | x_0) = alpha_t * onehot(x_0) + (1 - alpha_t) * pi`` per token, where ``alpha_t`` is the
 probability that a token is still clean and ``pi`` is the point mass on the mask token (masked /
-absorbing kernel) or the uniform distribution over the vocabulary (uniform kernel).
+absorbing kernel), the uniform distribution over the vocabulary (uniform kernel) or a given
+distribution over the vocabulary, usually the training data's marginal (marginal kernel; DiGress,
+MiDi, EQGAT-diff).
 Posteriors ``q(x_s | x_t, x_0)`` for ``s < t`` are exact closed forms; the model-side posterior
 ``p(x_s | x_t) = sum_x0 q(x_s | x_t, x_0) p(x_0 | x_t)`` is :meth:`posterior_probs`.
 """
@@ -232,3 +234,69 @@ class UniformProcess(DiscreteProcess):
         lik = a_ts * onehot_t + (1 - a_ts) / V  # q(x_t | x_s = j)
         out = mix * lik
         return out / out.sum(-1, keepdim=True)
+
+
+class MarginalProcess(DiscreteProcess):
+    """Marginal kernel: with probability ``1 - alpha_t`` a token is redrawn from a fixed distribution ``m``.
+
+    ``q(x_t | x_0) = alpha_t onehot(x_0) + (1 - alpha_t) m``, so the prior at ``t = 1`` (``alpha = eps``,
+    nearly 0) is ``m`` itself: with ``m`` the training marginal (DiGress, MiDi, EQGAT-diff) the prior is
+    close to the data's per-token statistics. ``m = uniform`` gives :class:`UniformProcess`.
+
+    Args:
+        marginal: probabilities over the ``vocab_size`` classes (normalised here); every entry must be
+            positive, so every class is reachable and the posterior is defined for every ``x_t``
+            (add a pseudo-count to empirical counts).
+        schedule, eps: as :class:`DiscreteProcess`.
+        vocab_size: optional; must equal ``len(marginal)`` when given.
+    """
+
+    name = "marginal"
+
+    def __init__(self, marginal: Any, schedule: str = "log-linear", eps: float = 1e-3, vocab_size: int | None = None) -> None:
+        m = torch.as_tensor(marginal, dtype=torch.float64).flatten()
+        if m.numel() < 1:
+            raise ValueError("marginal: expected at least one probability")
+        if vocab_size is not None and int(vocab_size) != m.numel():
+            raise ValueError(f"vocab_size={vocab_size} but marginal has {m.numel()} entries")
+        if not bool(torch.isfinite(m).all()) or bool((m <= 0).any()):
+            raise ValueError(f"marginal probabilities must be finite and positive (add a pseudo-count), got {m.tolist()}")
+        super().__init__(m.numel(), schedule, eps)
+        self.marginal = m / m.sum()
+
+    def limit_probs(self, like: Tensor) -> Tensor:
+        return self.marginal.to(like.device)
+
+    def noise(
+        self, x_0: State, t: Tensor, *, generator: GeneratorLike = None, space: DataSpace | None = None, cond: Cond | None = None
+    ) -> Noised:
+        if not isinstance(x_0, Tensor):
+            raise TypeError("MarginalProcess acts on a token tensor")
+        self._check_tokens(x_0, allow_noise_states=False)
+        space = space or infer_space(x_0)
+        alpha = space.expand(self.schedule(t).alpha.to(torch.float64), x_0)
+        u = space.rand_like(x_0, generator)
+        corrupt = u >= alpha
+        # the same uniform, rescaled, draws the replacement: (u - alpha) / (1 - alpha) ~ U[0,1) given corrupt
+        u2 = ((u - alpha) / (1 - alpha).clamp(min=1e-300)).clamp(0, 1 - 1e-12)
+        repl = sample_categorical(self.limit_probs(x_0).expand(*x_0.shape, self.vocab_size), u2)
+        return Noised(x_t=torch.where(corrupt, repl, x_0), t=t, noise=corrupt)
+
+    def posterior_probs(self, x_t: Tensor, x0_probs: Tensor, alpha_t: Tensor, alpha_s: Tensor) -> Tensor:
+        """``p(x_s = j | x_t) ∝ q(x_t | x_s = j) * sum_x0 p(x_0 | x_t) q(x_s = j | x_0) / q(x_t | x_0)`` (exact, float64)."""
+        m = self.limit_probs(x_t)
+        a_t = alpha_t.to(torch.float64).unsqueeze(-1)
+        a_s = alpha_s.to(torch.float64).unsqueeze(-1)
+        a_ts = a_t / a_s  # q(x_t | x_s) = a_ts * delta + (1 - a_ts) * m(x_t)
+        p0 = x0_probs.to(torch.float64)
+        onehot_t = torch.nn.functional.one_hot(x_t, self.vocab_size).to(torch.float64)
+        m_xt = m[x_t].unsqueeze(-1)  # m(x_t), shape (..., 1)
+        q_t_given_0 = a_t * onehot_t + (1 - a_t) * m_xt  # q(x_t | x_0) as a function of x_0
+        w = p0 / q_t_given_0
+        mix = a_s * w + (1 - a_s) * m * w.sum(-1, keepdim=True)  # sum_x0 w(x_0) q(x_s = j | x_0)
+        lik = a_ts * onehot_t + (1 - a_ts) * m_xt  # q(x_t | x_s = j)
+        out = mix * lik
+        return out / out.sum(-1, keepdim=True)
+
+    def config(self) -> dict[str, Any]:
+        return {"marginal": [float(v) for v in self.marginal], "schedule": self.schedule_kind, "eps": self.eps}
