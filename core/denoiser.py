@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,7 @@ from torch import Tensor, nn
 from .losses import diffusion_loss, discrete_log_probs
 from .parameterisation import Denoised, from_x0_eps, to_x0_eps
 from .processes import DiscreteProcess, ForwardProcess, GaussianProcess, ProductProcess
+from .schedules import ScheduleValues
 from .spaces import CompositeSpace, DataSpace, infer_space
 from .state import as_state
 from .types import DISCRETE_PREDICTIONS, GAUSSIAN_PREDICTIONS, Cond, Prediction, State
@@ -107,7 +110,7 @@ class Denoiser(nn.Module):
         if self.precond is None:
             return self.net(x_t, t, **cond)
         space = space or infer_space(x_t)
-        v = self.process.schedule(t)
+        v = schedule_values(self.process, t)  # type: ignore[arg-type]
         c_skip, c_out, c_in, c_noise = self.precond.scalings(v.alpha, v.sigma)
         x_scaled = x_t / space.expand(v.alpha, x_t)
         f = self.net(space.expand(c_in, x_t) * x_scaled, c_noise, **cond)
@@ -145,6 +148,43 @@ class Denoiser(nn.Module):
         return diffusion_loss(self, x_0, **kwargs)
 
 
+#: ``(id(process), id(t))`` -> ``(process, t, process.schedule(t), (alpha, sigma, d_alpha, d_sigma) as numbers)``
+KnownValues = Mapping[tuple[int, int], tuple[ForwardProcess, Tensor, ScheduleValues, tuple[float, float, float, float]]]
+_KNOWN_VALUES: ContextVar[KnownValues | None] = ContextVar("polydiff_known_schedule_values", default=None)
+
+
+@contextmanager
+def known_schedule_values(table: KnownValues) -> Iterator[None]:
+    """Within this block, the schedule of ``(process, t)`` comes from ``table`` when ``t`` is the very tensor stored.
+
+    ``table`` maps ``(id(process), id(t))`` to ``(process, t, process.schedule(t), shared)`` where every entry of
+    ``t`` is one grid time and ``shared`` holds its ``(alpha, sigma, d_alpha, d_sigma)`` as numbers. Samplers evaluate
+    the schedule of their whole grid once and enter this block, so a :class:`Denoiser` called at a grid time neither
+    evaluates the schedule again nor expands per-sample coefficients. Any other tensor is evaluated as usual; the
+    table is per thread and per task (a ``ContextVar``).
+    """
+    token = _KNOWN_VALUES.set(table)
+    try:
+        yield
+    finally:
+        _KNOWN_VALUES.reset(token)
+
+
+def _known(process: ForwardProcess, t: Tensor):
+    table = _KNOWN_VALUES.get()
+    if table is not None:
+        hit = table.get((id(process), id(t)))
+        if hit is not None and hit[0] is process and hit[1] is t:
+            return hit
+    return None
+
+
+def schedule_values(process: GaussianProcess, t: Tensor) -> ScheduleValues:
+    """``process.schedule(t)`` (each field of shape ``(B,)``), from the active :func:`known_schedule_values` table if it holds ``t``."""
+    hit = _known(process, t)
+    return hit[2] if hit is not None else process.schedule(t)
+
+
 def standard_coordinates(process: GaussianProcess, x_t: State, t: Tensor, cond: Cond | None, space: DataSpace) -> State:
     """``z_t = x_t - m_t`` (identity for processes without offset)."""
     m = process.offset(t, x_t, space=space, cond=cond)
@@ -163,8 +203,12 @@ def _interpret(process: ForwardProcess, prediction: Any, out: Any, x_t: State, t
     if isinstance(process, DiscreteProcess):
         return DiscreteDenoised(discrete_log_probs(process, out, x_t))
     assert isinstance(process, GaussianProcess)
-    z_t = standard_coordinates(process, x_t, t, cond, space)
-    return to_x0_eps(as_state(out), prediction, z_t, process.schedule(t), space)
+    z_t = x_t if not process.has_offset else standard_coordinates(process, x_t, t, cond, space)
+    out = out if isinstance(out, Tensor) else as_state(out)
+    hit = _known(process, t)
+    if hit is not None:
+        return to_x0_eps(out, prediction, z_t, hit[2], space, shared=hit[3])
+    return to_x0_eps(out, prediction, z_t, process.schedule(t), space)
 
 
 def _check_prediction(process: ForwardProcess, prediction: Any) -> Any:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from torch import Tensor
+
 from .schedules import ScheduleValues
 from .spaces import DataSpace
 from .types import Prediction, State
@@ -73,8 +75,18 @@ class Denoised:
         return f"Denoised(x0={self.x0!r}, eps={self.eps!r})"
 
 
-def to_x0_eps(out: State, prediction: Prediction | str, z_t: State, values: ScheduleValues, space: DataSpace) -> Denoised:
+def to_x0_eps(
+    out: State,
+    prediction: Prediction | str,
+    z_t: State,
+    values: ScheduleValues,
+    space: DataSpace,
+    *,
+    shared: tuple[float, float, float, float] | None = None,
+) -> Denoised:
     """Convert a prediction ``out`` (shaped like ``z_t``) to :class:`Denoised`.
+
+    ``x0`` from an ``eps`` prediction and ``eps`` from an ``x0`` prediction are converted on first access only.
 
     Args:
         out: the network output in ``prediction`` space, shaped like ``z_t``.
@@ -82,14 +94,19 @@ def to_x0_eps(out: State, prediction: Prediction | str, z_t: State, values: Sche
         z_t: the state in standard coordinates.
         values: schedule values at ``t``, each ``(B,)``.
         space: the data space (expands ``(B,)`` scalars onto the state).
+        shared: ``(alpha, sigma, d_alpha, d_sigma)`` as numbers when every sample has the same ``t`` (a sampler's
+            grid time): the conversion then multiplies by numbers instead of expanded ``(B,)`` tensors.
     """
     p = Prediction.parse(prediction)
+    if shared is not None:
+        a, s, da, ds = shared
+    else:
+        a = space.expand(values.alpha.to(_dt(z_t)), z_t)
+        s = space.expand(values.sigma.to(_dt(z_t)), z_t)
     if p is Prediction.EPS:  # the other field is converted on first use only
-        return Denoised.lazy(x0=lambda: (z_t - _ex(values.sigma, z_t, space) * out) / _ex(values.alpha, z_t, space), eps=out)
+        return Denoised.lazy(x0=lambda: (z_t - s * out) / a, eps=out)
     if p is Prediction.X0:
-        return Denoised.lazy(x0=out, eps=lambda: (z_t - _ex(values.alpha, z_t, space) * out) / _ex(values.sigma, z_t, space))
-    a = space.expand(values.alpha.to(_dt(z_t)), z_t)
-    s = space.expand(values.sigma.to(_dt(z_t)), z_t)
+        return Denoised.lazy(x0=out, eps=lambda: (z_t - a * out) / s)
     if p is Prediction.SCORE:
         eps = -s * out
         return Denoised(x0=(z_t - s * eps) / a, eps=eps)
@@ -97,8 +114,9 @@ def to_x0_eps(out: State, prediction: Prediction | str, z_t: State, values: Sche
         norm = a * a + s * s
         return Denoised(x0=(a * z_t - s * out) / norm, eps=(s * z_t + a * out) / norm)
     if p is Prediction.VELOCITY:
-        da = space.expand(values.d_alpha.to(_dt(z_t)), z_t)
-        ds = space.expand(values.d_sigma.to(_dt(z_t)), z_t)
+        if shared is None:
+            da = space.expand(values.d_alpha.to(_dt(z_t)), z_t)
+            ds = space.expand(values.d_sigma.to(_dt(z_t)), z_t)
         det = a * ds - s * da
         return Denoised(x0=(ds * z_t - s * out) / det, eps=(a * out - da * z_t) / det)
     raise ValueError(f"{p.value!r} is not a Gaussian prediction type")
@@ -134,12 +152,9 @@ def convert(
     return from_x0_eps(to_x0_eps(out, src, z_t, values, space), dst, values, space)
 
 
-def _ex(v, z_t: State, space: DataSpace) -> State:
-    """A per-sample coefficient ``v`` of shape ``(B,)`` expanded onto ``z_t`` in its dtype."""
-    return space.expand(v.to(_dt(z_t)), z_t)
-
-
 def _dt(x: State):
+    if isinstance(x, Tensor):
+        return x.dtype
     from .state import first_leaf
 
     return first_leaf(x).dtype

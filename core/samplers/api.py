@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..denoiser import known_schedule_values
 from ..guidance.base import guided, split_guidance
 from ..processes import DiscreteProcess, GaussianProcess, ProductProcess
 from ..spaces import DataSpace, infer_space
 from ..state import as_state, first_leaf
 from ..types import Cond, GeneratorLike, State
 from .base import CountingModel, SampleResult, SamplerContext, StepInfo
+from .gaussian_common import is_gaussian, precompute_grid
 from .grids import custom_grid, time_grid
 from .registry import get_sampler
 
@@ -132,7 +135,10 @@ def sample(
     )
     if return_trajectory:
         ctx.trajectory.append(x)
-    with torch.no_grad() if not _needs_grad(wrappers) else torch.enable_grad():
+    if is_gaussian(process):  # the schedule of the whole grid, evaluated once (samplers and denoiser read it)
+        ctx.coefficients = precompute_grid(process, g, batch_size, x)
+    known = known_schedule_values(ctx.coefficients.known) if ctx.coefficients is not None else nullcontext()
+    with torch.no_grad() if not _needs_grad(wrappers) else torch.enable_grad(), known:
         out = spec.fn(counted, x, g, ctx)
     if offset:
         out = out + process.offset(_full(batch_size, float(g[-1]), template), out, space=space, cond=cond)

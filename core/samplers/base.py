@@ -87,6 +87,8 @@ class SamplerContext:
     keep_trajectory: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
     trajectory: list[State] = field(default_factory=list)
+    #: the schedule evaluated once on the call's grid (a ``GridCoefficients``; Gaussian processes), or ``None``
+    coefficients: Any = None
 
     def times(self, t: Tensor | float, like: Tensor) -> Tensor:
         """Broadcast a grid time to per-sample times ``(B,)`` with ``like``'s dtype and device."""

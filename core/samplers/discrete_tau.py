@@ -11,7 +11,8 @@ integrated frozen rate, of which an absorbing token can take only the first — 
 
 Uniform kernel: the forward CTMC resamples a token uniformly at rate ``beta_t = -alpha'_t / alpha_t``,
 so the reverse rate from ``x`` to ``y != x`` is ``beta_t / V * sum_x0 p(x_0 | x_t) q_t(y | x_0) / q_t(x | x_0)``
-(computed in ``O(V)`` per token). Over ``[s, t]`` a token leaves ``x`` with probability
+(computed in ``O(V)`` per token). The marginal kernel (resampling from ``m`` instead of uniformly) is the
+same with ``1/V`` replaced by ``m_x`` in front and ``m_y`` inside ``q_t``. Over ``[s, t]`` a token leaves ``x`` with probability
 ``1 - exp(-(t - s) sum_y R(x -> y))`` (rates frozen at ``t``, at most one jump per step) to ``y`` in
 proportion to ``R(x -> y)``.
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..processes import MaskedProcess, UniformProcess
+from ..processes import DiscreteProcess, MarginalProcess, MaskedProcess, UniformProcess
 from .base import SamplerContext, SamplerModel, SamplerSpec
 from .discrete_common import draw, is_zero, require_discrete, unmask_probs, x0_probs
 from .registry import register_builtin
@@ -38,23 +39,30 @@ def tau_leaping_jump_prob(process: MaskedProcess, t: Tensor, s: Tensor) -> Tenso
     return -torch.expm1(-(t.to(torch.float64) - s.to(torch.float64)) * rate)
 
 
-def uniform_leap_probs(process: UniformProcess, x: Tensor, p0: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tensor:
-    """Per-token τ-leaping distribution over ``vocab_size`` values for the uniform kernel, float64 ``(B, ..., V)``."""
+def uniform_leap_probs(process: DiscreteProcess, x: Tensor, p0: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tensor:
+    """Per-token τ-leaping distribution over ``vocab_size`` values for a uniform or marginal kernel, float64 ``(B, ..., V)``.
+
+    The forward CTMC redraws a token from ``m`` (:meth:`~polydiff.processes.DiscreteProcess.limit_probs`; uniform:
+    ``1/V``) at rate ``beta_t``, so the reverse rate from ``x`` to ``y != x`` is
+    ``beta_t m_x sum_x0 p(x_0 | x_t) q_t(y | x_0) / q_t(x | x_0)`` with ``q_t(y | x_0) = alpha_t [y = x_0] + (1 - alpha_t) m_y``.
+    """
     v = process.vocab_size
+    m = process.limit_probs(x).to(torch.float64)  # (V,)
     val = process.schedule(t)
     a = ctx.space.expand(val.alpha.to(torch.float64), x).unsqueeze(-1)
     beta = ctx.space.expand((-val.d_alpha.to(torch.float64) / val.alpha.to(torch.float64).clamp(min=1e-300)), x).unsqueeze(-1)
     dt = ctx.space.expand((t - s).to(torch.float64), x).unsqueeze(-1)
     onehot = torch.nn.functional.one_hot(x, v).to(torch.float64)
-    w = p0.to(torch.float64) / (a * onehot + (1 - a) / v)  # p(x_0 | x_t) / q_t(x | x_0)
-    rates = beta / v * (a * w + (1 - a) / v * w.sum(-1, keepdim=True)) * (1 - onehot)
+    m_x = m[x].unsqueeze(-1)  # (B, ..., 1)
+    w = p0.to(torch.float64) / (a * onehot + (1 - a) * m_x)  # p(x_0 | x_t) / q_t(x | x_0)
+    rates = beta * m_x * (a * w + (1 - a) * m * w.sum(-1, keepdim=True)) * (1 - onehot)
     total = rates.sum(-1, keepdim=True)
     leave = -torch.expm1(-dt * total)
     return leave * rates / total.clamp(min=1e-300) + (1 - leave) * onehot
 
 
 def tau_leaping(model: SamplerModel, x: Tensor, grid: Tensor, ctx: SamplerContext) -> Tensor:
-    """τ-leaping for masked and uniform diffusion (see module docstring).
+    """τ-leaping for masked, uniform and marginal diffusion (see module docstring).
 
     Args:
         model: returns :class:`~polydiff.denoiser.DiscreteDenoised`; x: tokens ``(B, ...)`` at ``grid[0]``.
@@ -64,8 +72,8 @@ def tau_leaping(model: SamplerModel, x: Tensor, grid: Tensor, ctx: SamplerContex
         tokens at ``grid[-1]``, shape ``(B, ...)``, int64 (no mask left when ``grid[-1] = 0``).
     """
     process = require_discrete(ctx, "tau-leaping")
-    if not isinstance(process, (MaskedProcess, UniformProcess)):
-        raise ValueError(f"sampler 'tau-leaping' supports the masked and uniform processes, got {process.name!r}")
+    if not isinstance(process, (MaskedProcess, UniformProcess, MarginalProcess)):
+        raise ValueError(f"sampler 'tau-leaping' supports the masked, uniform and marginal processes, got {process.name!r}")
     n = len(grid) - 1
     for i in range(n):
         t, s = ctx.times(grid[i], x), ctx.times(grid[i + 1], x)

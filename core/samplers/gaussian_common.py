@@ -63,14 +63,23 @@ class GridValues:
 class GridCoefficients:
     """The schedule of a sampler call evaluated once per grid point, before the loop.
 
-    ``parts`` maps component keys to :class:`GridValues` (the single key ``""`` for a lone process).
+    Attributes:
+        grid: the grid, shape ``(N + 1,)``.
+        parts: component key -> :class:`GridValues` (the single key ``""`` for a lone process).
+        times: grid time ``i`` as a per-sample tensor of shape ``(B,)``, one tensor object per grid point.
+        known: ``(id(process), id(times[i]))`` -> ``(process, times[i], process.schedule(times[i]), numbers)`` for
+            every component process: entered with :func:`polydiff.denoiser.known_schedule_values` around the loop,
+            it spares the denoiser the schedule evaluation and the coefficient expansion at grid times.
+        product: whether the process is a product (coefficients are then ``StateDict`` s of numbers).
+
     :meth:`coef` turns a per-component formula into a number (lone process) or a
     :class:`~polydiff.state.StateDict` of numbers (product process), either of which multiplies a state.
-    ``times[i]`` is grid time ``i`` as a per-sample tensor of shape ``(B,)``.
     """
 
+    grid: Tensor
     parts: Mapping[str, GridValues]
-    times: Tensor
+    times: tuple[Tensor, ...]
+    known: Mapping[tuple[int, int], tuple[Any, Tensor, ScheduleValues, tuple[float, float, float, float]]]
     product: bool
 
     def coef(self, fn: Callable[[GridValues], float]) -> Any:
@@ -84,20 +93,35 @@ class GridCoefficients:
         return any(pred(v) for v in self.parts.values())
 
 
-def grid_coefficients(ctx: SamplerContext, grid: Tensor, like: State) -> GridCoefficients:
-    """Evaluate the schedule(s) of ``ctx.process`` once on ``grid`` and the per-sample times ``(N + 1, B)``.
+def precompute_grid(process: Any, grid: Tensor, batch_size: int, like: State) -> GridCoefficients:
+    """Evaluate the schedule(s) of a Gaussian ``process`` (or all-Gaussian product) once on ``grid``.
 
     Args:
-        grid: descending times, shape ``(N + 1,)``. like: the state (dtype and device of the times).
+        grid: descending times, shape ``(N + 1,)``. batch_size: ``B``. like: the state (dtype and device of the times).
     """
-    process = ctx.process
     leaf = first_leaf(like)
     dtype = torch.promote_types(leaf.dtype, torch.float32) if leaf.is_floating_point() else torch.float64
-    times = grid.to(device=leaf.device, dtype=dtype).unsqueeze(1).expand(len(grid), ctx.batch_size).contiguous()
-    if isinstance(process, ProductProcess):
-        parts = {k: GridValues.of(p, grid) for k, p in process.components.items()}
-        return GridCoefficients(parts, times, True)
-    return GridCoefficients({"": GridValues.of(process, grid)}, times, False)
+    matrix = grid.to(device=leaf.device, dtype=dtype).unsqueeze(1).expand(len(grid), batch_size).contiguous()
+    times = matrix.unbind(0)
+    comps = dict(process.components) if isinstance(process, ProductProcess) else {"": process}
+    parts = {k: GridValues.of(p, grid) for k, p in comps.items()}
+    known: dict[tuple[int, int], tuple[Any, Tensor, ScheduleValues, tuple[float, float, float, float]]] = {}
+    for k, p in comps.items():
+        v = p.schedule(matrix)  # (N + 1, B) per field: the values the denoiser would compute at each grid time
+        rows = zip(v.alpha.unbind(0), v.sigma.unbind(0), v.d_alpha.unbind(0), v.d_sigma.unbind(0))
+        gv = parts[k]
+        for i, (t, (a, sg, da, ds)) in enumerate(zip(times, rows)):
+            known[(id(p), id(t))] = (p, t, ScheduleValues(a, sg, da, ds), (gv.alpha[i], gv.sigma[i], gv.d_alpha[i], gv.d_sigma[i]))
+    return GridCoefficients(grid, parts, times, known, isinstance(process, ProductProcess))
+
+
+def grid_coefficients(ctx: SamplerContext, grid: Tensor, like: State) -> GridCoefficients:
+    """The call's precomputed :class:`GridCoefficients` (``ctx.coefficients``, made by :func:`polydiff.sample`)
+    when it belongs to ``grid``, else evaluated now (a sampler called directly, or on another grid)."""
+    pre = ctx.coefficients
+    if pre is not None and pre.grid is grid:
+        return pre
+    return precompute_grid(ctx.process, grid, ctx.batch_size, like)
 
 
 def coef(ctx: SamplerContext, t: Tensor, x: State, fn: Coef) -> State:

@@ -124,8 +124,8 @@ def _case(name: str) -> Case:
         y = mu.expand(N, 6).clone()  # the signal it reverts to; the prior mean of x_0 is y
         return Case(Denoiser(GaussianOracleNet(p, mu, s), p, prediction="x0"), {"shape": (N, 6), "dtype": torch.float64, "cond": {"y": y}},
                     {"": (p, mu, s, mu)})
-    if name in ("masked", "uniform"):
-        p = processes.get(name, vocab_size=5)
+    if name in ("masked", "uniform", "marginal"):
+        p = processes.get(name, marginal=[1.0, 2.0, 3.0, 4.0, 5.0]) if name == "marginal" else processes.get(name, vocab_size=5)
         return Case(Denoiser(_Logits(8, 5), p, prediction="x0_logits"), {"shape": (64, 8)}, {})
     if name == "product":
         raise AssertionError("product processes are built in _product_cases")
