@@ -1,0 +1,266 @@
+"""E(3)-equivariant denoisers for molecules as ragged graph batches (segment ids).
+
+The networks are called as ``net(x_t, t, *, segment_ids, ...)`` by :class:`polydiff.Denoiser` with a
+composite state ``x_t = {"pos": (N, 3), "atom_types": (N,), "charges": (N,)[, "bonds": (E,)]}`` of
+``N`` atoms in ``B`` molecules (``segment_ids`` of shape ``(N,)``) and times ``t`` of shape ``(B,)``.
+They return ``{"pos": (N, 3), "atom_types": (N, K_atom), "charges": (N, K_charge)[, "bonds": (E, K_bond)]}``:
+positions in the denoiser's prediction space (``eps`` or ``x0``, projected to zero centre of mass)
+and ``x0_logits`` for the categorical fields.
+
+:class:`EGNN` (Satorras et al. 2021, as used by EDM) updates invariant node features from pairwise
+squared distances and moves coordinates along relative vectors ``x_i - x_j`` scaled by invariant
+weights, so it is exactly equivariant under rotations, reflections and permutations and invariant
+under translations. The graph is fully connected within each molecule up to
+``max_fully_connected`` atoms and a radius graph (``cutoff`` Å, built in plain torch from pairwise
+distances; PyG's ``radius_graph`` needs ``pyg-lib``) above.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    """``out[k] = sum_{e: index[e] = k} src[e]``; ``src`` ``(E, ...)`` -> ``(dim_size, ...)``.
+
+    torch_geometric's ``utils.scatter`` when it is installed (the molecules extra), else ``index_add_``.
+    """
+    try:
+        from torch_geometric.utils import scatter
+    except ImportError:  # the same sum without the optional dependency
+        out = torch.zeros(dim_size, *src.shape[1:], dtype=src.dtype, device=src.device)
+        return out.index_add_(0, index, src)
+    return scatter(src, index, dim=0, dim_size=dim_size, reduce="sum")
+
+
+def segment_mean(x: Tensor, segment_ids: Tensor, num_segments: int) -> Tensor:
+    """Per-segment mean of the rows of ``x`` ``(N, d)``, shape ``(B, d)``."""
+    total = scatter_sum(x, segment_ids, num_segments)
+    counts = torch.bincount(segment_ids, minlength=num_segments).clamp(min=1).to(x.dtype)
+    return total / counts.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def remove_mean(x: Tensor, segment_ids: Tensor, num_segments: int) -> Tensor:
+    """``x`` with its per-segment mean row removed (zero centre of mass), ``(N, d)``."""
+    return x - segment_mean(x, segment_ids, num_segments)[segment_ids]
+
+
+@dataclass(frozen=True)
+class Edges:
+    """Directed edges ``src -> dst`` within molecules, each ``(E,)`` int64 (no self loops)."""
+
+    src: Tensor
+    dst: Tensor
+
+
+def molecule_pairs(segment_ids: Tensor, num_segments: int) -> Edges:
+    """Every ordered pair ``(i, j)``, ``i != j``, of atoms in the same molecule (any row order of atoms)."""
+    device = segment_ids.device
+    order = torch.argsort(segment_ids, stable=True)
+    sizes = torch.bincount(segment_ids, minlength=num_segments)
+    ptr = torch.cumsum(sizes, 0) - sizes  # first sorted row of each molecule
+    sq = sizes * sizes
+    pair_ptr = torch.cumsum(sq, 0) - sq
+    total = int(sq.sum())
+    mol = torch.repeat_interleave(torch.arange(num_segments, device=device), sq)
+    k = torch.arange(total, device=device) - pair_ptr[mol]
+    n = sizes[mol]
+    a, b = order[ptr[mol] + k // n], order[ptr[mol] + k % n]
+    keep = a != b
+    return Edges(src=a[keep], dst=b[keep])
+
+
+def build_edges(pos: Tensor, segment_ids: Tensor, num_segments: int, *, max_fully_connected: int, cutoff: float) -> Edges:
+    """Fully connected molecules up to ``max_fully_connected`` atoms; above, pairs closer than ``cutoff``.
+
+    The rule depends only on atom counts and distances, so it commutes with rotations, translations
+    and permutations of the atoms.
+    """
+    edges = molecule_pairs(segment_ids, num_segments)
+    sizes = torch.bincount(segment_ids, minlength=num_segments)
+    large = sizes[segment_ids[edges.src]] > max_fully_connected
+    if not bool(large.any()):
+        return edges
+    d2 = (pos[edges.src] - pos[edges.dst]).pow(2).sum(-1)
+    keep = ~large | (d2 < cutoff * cutoff)
+    return Edges(src=edges.src[keep], dst=edges.dst[keep])
+
+
+def time_features(t_node: Tensor, dim: int) -> Tensor:
+    """``t`` itself and sinusoids of ``t`` at ``dim // 2`` frequencies: ``(N,) -> (N, 1 + 2 (dim // 2))``."""
+    half = dim // 2
+    freqs = math.pi * torch.exp(torch.linspace(0.0, math.log(100.0), half, device=t_node.device, dtype=t_node.dtype))
+    ang = t_node[:, None] * freqs[None]
+    return torch.cat([t_node[:, None], ang.sin(), ang.cos()], dim=-1)
+
+
+def _mlp(d_in: int, d_hidden: int, d_out: int, *, last_act: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Linear(d_in, d_hidden), nn.SiLU(), nn.Linear(d_hidden, d_out)]
+    if last_act:
+        layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+class EGNNLayer(nn.Module):
+    """One E(n)-equivariant graph convolution (EDM's ``E_GCL`` + ``EquivCoordsUpdate``).
+
+    ``m_ij = phi_e(h_i, h_j, |x_i - x_j|^2, a_ij)`` gated by ``sigmoid(phi_att(m_ij))``;
+    ``h_i += phi_h(h_i, sum_j m_ij / norm)``;
+    ``x_i += sum_j (x_i - x_j) / (|x_i - x_j| + 1) * coords_range * tanh(phi_x(h'_i, h'_j, |x_i - x_j|^2, a_ij)) / norm``.
+    """
+
+    def __init__(self, hidden: int, edge_dim: int, *, coords_range: float = 15.0, norm: float = 1.0) -> None:
+        super().__init__()
+        self.phi_e = _mlp(2 * hidden + 1 + edge_dim, hidden, hidden, last_act=True)
+        self.phi_att = nn.Linear(hidden, 1)
+        self.phi_h = _mlp(2 * hidden, hidden, hidden)
+        self.phi_x = _mlp(2 * hidden + 1 + edge_dim, hidden, 1)
+        nn.init.xavier_uniform_(self.phi_x[-1].weight, gain=0.001)
+        self.coords_range = float(coords_range)
+        self.norm = float(norm)
+
+    def forward(self, h: Tensor, x: Tensor, edges: Edges, edge_attr: Tensor) -> tuple[Tensor, Tensor]:
+        """``h`` ``(N, hidden)``, ``x`` ``(N, 3)``, ``edge_attr`` ``(E, edge_dim)`` -> updated ``(h, x)``."""
+        i, j = edges.dst, edges.src
+        diff = x[i] - x[j]
+        d2 = diff.pow(2).sum(-1, keepdim=True)
+        m = self.phi_e(torch.cat([h[i], h[j], d2, edge_attr], dim=-1))
+        m = m * torch.sigmoid(self.phi_att(m))
+        agg = scatter_sum(m, i, h.shape[0]) / self.norm
+        h = h + self.phi_h(torch.cat([h, agg], dim=-1))
+        # the coordinate weights read the updated h (as EDM's code does; its issue #30)
+        w = torch.tanh(self.phi_x(torch.cat([h[i], h[j], d2, edge_attr], dim=-1))) * self.coords_range
+        trans = diff / (d2.sqrt() + 1.0) * w
+        x = x + scatter_sum(trans, i, x.shape[0]) / self.norm
+        return h, x
+
+
+class EGNN(nn.Module):
+    """An EGNN denoiser for the molecule product state (see the module docstring).
+
+    Args:
+        atom_states: values a noisy atom type can take (``vocab_size``, plus one for a mask).
+        charge_states: values a noisy charge can take.
+        atom_classes, charge_classes: clean classes (the logits' widths).
+        hidden, layers: width and depth.
+        pos_prediction: ``eps`` (EDM: the coordinate displacement ``x_L - x_t``) or ``x0`` (``x_L``);
+            both projected to zero centre of mass.
+        bond_states, bond_classes: for a state with a ``bonds`` field (0 = no bonds field).
+        cond_dim: width of the per-molecule conditioning vector ``cond_props`` ``(B, cond_dim)`` (0 = none).
+        max_fully_connected, cutoff: the graph rule of :func:`build_edges`.
+        norm: aggregation normaliser (sum / norm).
+    """
+
+    def __init__(
+        self,
+        atom_states: int,
+        charge_states: int,
+        atom_classes: int,
+        charge_classes: int,
+        *,
+        hidden: int = 64,
+        layers: int = 4,
+        pos_prediction: str = "eps",
+        bond_states: int = 0,
+        bond_classes: int = 0,
+        cond_dim: int = 0,
+        time_dim: int = 8,
+        max_fully_connected: int = 32,
+        cutoff: float = 5.0,
+        coords_range: float = 15.0,
+        norm: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if pos_prediction not in ("eps", "x0"):
+            raise ValueError(f"pos_prediction must be 'eps' or 'x0', got {pos_prediction!r}")
+        self.atom_states, self.charge_states = int(atom_states), int(charge_states)
+        self.atom_classes, self.charge_classes = int(atom_classes), int(charge_classes)
+        self.bond_states, self.bond_classes = int(bond_states), int(bond_classes)
+        self.cond_dim, self.time_dim = int(cond_dim), int(time_dim)
+        self.pos_prediction = pos_prediction
+        self.max_fully_connected, self.cutoff = int(max_fully_connected), float(cutoff)
+        t_width = 1 + 2 * (self.time_dim // 2)
+        self.embed = nn.Linear(self.atom_states + self.charge_states + t_width + self.cond_dim, hidden)
+        edge_dim = 1 + self.bond_states  # initial squared distance (EDM's edge attribute) and the noisy bond
+        self.layers = nn.ModuleList([EGNNLayer(hidden, edge_dim, coords_range=coords_range, norm=norm) for _ in range(layers)])
+        self.atom_head = _mlp(hidden, hidden, self.atom_classes)
+        self.charge_head = _mlp(hidden, hidden, self.charge_classes)
+        self.bond_head = _mlp(hidden + 1 + self.bond_states, hidden, self.bond_classes) if self.bond_classes else None
+
+    def forward(
+        self,
+        x_t: Mapping[str, Tensor],
+        t: Tensor,
+        *,
+        segment_ids: Tensor,
+        bond_index: Tensor | None = None,
+        cond_props: Tensor | None = None,
+        **_: object,
+    ) -> dict[str, Tensor]:
+        """See the module docstring; ``bond_index`` ``(2, E)`` (``i < j``) names the pairs of ``x_t["bonds"]``."""
+        pos = x_t["pos"]
+        seg = segment_ids.to(pos.device)
+        b = int(t.shape[0])
+        dtype = pos.dtype
+        feats = [
+            nn.functional.one_hot(x_t["atom_types"], self.atom_states).to(dtype),
+            nn.functional.one_hot(x_t["charges"], self.charge_states).to(dtype),
+            time_features(t.to(dtype)[seg], self.time_dim),
+        ]
+        if self.cond_dim:
+            if cond_props is None:
+                raise ValueError(f"this network is conditioned on {self.cond_dim} properties; pass cond_props (B, {self.cond_dim})")
+            feats.append(cond_props.to(dtype).reshape(b, self.cond_dim)[seg])
+        h = self.embed(torch.cat(feats, dim=-1))
+        edges = build_edges(pos, seg, b, max_fully_connected=self.max_fully_connected, cutoff=self.cutoff)
+        d2_0 = (pos[edges.dst] - pos[edges.src]).pow(2).sum(-1, keepdim=True)
+        edge_attr = d2_0
+        bond_lookup = None
+        if self.bond_states:
+            if bond_index is None or "bonds" not in x_t:
+                raise ValueError("this network models bonds: the state needs a 'bonds' field and cond needs bond_index")
+            bond_lookup = pair_lookup(bond_index.to(pos.device), pos.shape[0])
+            e_state = x_t["bonds"][bond_lookup(edges.src, edges.dst)]
+            edge_attr = torch.cat([d2_0, nn.functional.one_hot(e_state, self.bond_states).to(dtype)], dim=-1)
+        x = pos
+        for layer in self.layers:
+            h, x = layer(h, x, edges, edge_attr)
+        out_pos = x - pos if self.pos_prediction == "eps" else x
+        out = {
+            "pos": remove_mean(out_pos, seg, b),
+            "atom_types": self.atom_head(h),
+            "charges": self.charge_head(h),
+        }
+        if self.bond_head is not None:
+            assert bond_index is not None
+            i, j = bond_index[0].to(pos.device), bond_index[1].to(pos.device)
+            d2 = (x[i] - x[j]).pow(2).sum(-1, keepdim=True)
+            e_oh = nn.functional.one_hot(x_t["bonds"], self.bond_states).to(dtype)
+            out["bonds"] = self.bond_head(torch.cat([h[i] + h[j], d2, e_oh], dim=-1))  # symmetric in (i, j)
+        return out
+
+
+def pair_lookup(bond_index: Tensor, num_atoms: int):
+    """A function ``(src, dst) -> row of bond_index`` for unordered pairs listed once in ``bond_index`` ``(2, E)``."""
+    lo = torch.minimum(bond_index[0], bond_index[1])
+    hi = torch.maximum(bond_index[0], bond_index[1])
+    keys = lo * num_atoms + hi
+    order = torch.argsort(keys)
+    sorted_keys = keys[order]
+
+    def find(src: Tensor, dst: Tensor) -> Tensor:
+        k = torch.minimum(src, dst) * num_atoms + torch.maximum(src, dst)
+        pos = torch.searchsorted(sorted_keys, k).clamp(max=max(len(sorted_keys) - 1, 0))
+        if k.numel() and not bool((sorted_keys[pos] == k).all()):
+            raise ValueError("bond_index does not list every atom pair the graph uses")
+        return order[pos]
+
+    return find
+
+
+__all__ = ["EGNN", "EGNNLayer", "Edges", "build_edges", "molecule_pairs", "pair_lookup", "remove_mean", "scatter_sum", "segment_mean"]

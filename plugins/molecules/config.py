@@ -1,0 +1,126 @@
+"""Configuration of the 3D molecule recipes (nested frozen dataclasses) and their presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from polydiff.recipes import EvalConfig as BaseEvalConfig
+from polydiff.recipes import SampleConfig, TrainConfig
+
+GaussianSchedule = Literal["vp-cosine", "vp-linear"]
+DiscreteKernel = Literal["marginal", "uniform", "masked"]
+DiscreteSchedule = Literal["cosine", "log-linear", "geometric"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``data``: QM9 from ``qm9pack`` (``name``) or the user's SDF / SMILES files (``path``).
+
+    ``max_molecules`` > 0 keeps a deterministic subset of the training split (quick runs).
+    """
+
+    name: Literal["qm9"] = "qm9"
+    path: str | None = None
+    hydrogens: bool = False
+    max_molecules: int = 0
+    val_molecules: int = 256
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``model``: the product process (per-component schedules, kernels and loss weights) and the EGNN.
+
+    Positions: zero-centre-of-mass Gaussian (``pos_schedule``), predicted as ``eps`` or ``x0``, weighted
+    by ``pos_weighting`` (``default``: the MSE in the prediction space; ``truncated-snr``: EQGAT-diff's
+    ``clamp(SNR, 0.05, 1.5)`` on the x0 error). Atom types, charges (and bonds): categorical kernels
+    with ``x0_logits`` trained by cross-entropy. ``cond_property``: a QM9 property for classifier-free
+    guidance ("" = unconditional); ``cond_drop``: the probability the condition is dropped in training.
+    """
+
+    pos_schedule: GaussianSchedule = "vp-cosine"
+    pos_prediction: Literal["eps", "x0"] = "eps"
+    pos_weighting: Literal["default", "uniform", "truncated-snr"] = "default"
+    atom_kernel: DiscreteKernel = "marginal"
+    atom_schedule: DiscreteSchedule = "cosine"
+    charge_kernel: DiscreteKernel = "marginal"
+    charge_schedule: DiscreteSchedule = "cosine"
+    bond_kernel: DiscreteKernel = "marginal"
+    bond_schedule: DiscreteSchedule = "cosine"
+    pos_weight: float = 1.0
+    atom_weight: float = 0.4
+    charge_weight: float = 1.0
+    bond_weight: float = 2.0
+    backbone: Literal["egnn"] = "egnn"
+    hidden: int = 128
+    layers: int = 6
+    time_dim: int = 8
+    max_fully_connected: int = 32
+    cutoff: float = 5.0
+    coords_range: float = 15.0
+    aggregation_norm: float = 1.0
+    cond_property: str = ""
+    cond_drop: float = 0.1
+
+
+@dataclass(frozen=True)
+class MolSampleConfig(SampleConfig):
+    """``sample``: the mixed ancestral sampler; ``guidance_scale`` for property-conditioned runs (1 = none)."""
+
+    sampler: str = "mixed-ancestral"
+    steps: int = 100
+    batch_size: int = 64
+    guidance_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class EvalConfig(BaseEvalConfig):
+    """``eval``: how many molecules ``polydiff evaluate`` draws (when not given ``--samples``) and with how many steps."""
+
+    num_samples: int = 256
+    steps: int = 100
+    reference_molecules: int = 1000
+
+
+@dataclass(frozen=True)
+class MolConfig:
+    """A 3D molecule recipe's config."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=20000, batch_size=64, lr=5e-4, warmup_steps=200, bf16=False, ema_decay=0.999,
+                                            checkpoint_every=2000)
+    )
+    sample: MolSampleConfig = field(default_factory=MolSampleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass(frozen=True)
+class EQGATModelConfig(ModelConfig):
+    """``model`` of ``molecules/eqgat``: x0 prediction of positions and EQGAT-diff / MiDi loss weights (3, 0.4, 1, 2)."""
+
+    pos_prediction: Literal["eps", "x0"] = "x0"
+    pos_weight: float = 3.0
+
+
+@dataclass(frozen=True)
+class EQGATConfig(MolConfig):
+    """``molecules/eqgat``'s config (bonds are a diffused field)."""
+
+    model: EQGATModelConfig = field(default_factory=EQGATModelConfig)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"data.max_molecules": 2000, "data.val_molecules": 64, "train.steps": 300, "train.batch_size": 32,
+             "train.warmup_steps": 20, "train.lr": 1e-3, "train.checkpoint_every": 300, "train.log_every": 25,
+             "train.ema_decay": 0.99, "model.hidden": 32, "model.layers": 3, "sample.steps": 50, "sample.num": 16,
+             "eval.num_samples": 64, "eval.steps": 50, "eval.reference_molecules": 256},
+    "small": {"data.max_molecules": 20000, "train.steps": 5000, "train.batch_size": 64, "model.hidden": 64,
+              "model.layers": 4, "sample.steps": 250, "eval.num_samples": 1000, "eval.steps": 250},
+    "base": {"train.steps": 200000, "train.batch_size": 64, "model.hidden": 256, "model.layers": 9,
+             "sample.steps": 500, "eval.num_samples": 10000, "eval.steps": 500, "eval.reference_molecules": 10000},
+}
+
+__all__ = ["DataConfig", "EQGATConfig", "EQGATModelConfig", "EvalConfig", "MolConfig", "ModelConfig", "MolSampleConfig", "PRESETS"]
