@@ -10,7 +10,7 @@ what a user sees:
 - any other exception is a bug in polydiff or a plugin and keeps its traceback (exit code 1);
 - warnings are one line each (``polydiff: warning: ...``), each distinct message once.
 
-The global flag ``--debug`` (before the command, ``polydiff --debug train ...``) or the environment
+The global flag ``--debug`` (anywhere: ``polydiff --debug train ...``) or the environment
 variable ``POLYDIFF_DEBUG=1`` shows the traceback of every error, user errors included.
 """
 
@@ -62,11 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns (and, as a console script, exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = debug_enabled()
-    while args and args[0] == "--debug":  # a global flag: only before the command name
+    if "--debug" in args:  # a global flag, accepted before or after the command name
         debug = True
-        args.pop(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")  # every distinct warning once (the hook below dedupes by message)
+        args = [a for a in args if a != "--debug"]
+    with warnings.catch_warnings():  # Python's filters decide what is shown; the hook shows it as one line, once
         warnings.showwarning = _show_warning(debug)
         return _main(args, debug=debug)
 
