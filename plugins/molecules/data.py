@@ -220,13 +220,13 @@ def read_qm9_rows(rows: set[int] | None = None, *, nrows: int = 0, files: Sequen
     row = 0
     for p in paths:
         with open(p, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader)
+            header = next(csv.reader([f.readline()]))
             col = {name: i for i, name in enumerate(header)}
-            for rec in reader:
+            for line in f:  # one record per line; only the rows asked for go through the csv parser
                 if nrows and row >= nrows:
                     return out
                 if rows is None or row in rows:
+                    rec = next(csv.reader([line]))
                     try:
                         els = [e.strip().strip("'\"") for e in rec[col["Elements"]].strip("[]").split(",")]
                         pos = np.asarray(rec[col["XYZ_Ang"]].replace("[", "").replace("]", "").split(","), dtype=np.float64).reshape(-1, 3)
@@ -536,7 +536,7 @@ def load_user_data(path: str | Path, vocab: Vocabulary | None = None, strict: bo
     out = []
     for f, rec_no, m in rdmols:
         if not vocab.hydrogens:
-            m = Chem.RemoveHs(m, sanitize=False)
+            m = Chem.RemoveAllHs(m, sanitize=False)
         try:
             out.append(from_rdkit(m, vocab, kekulize=kekulize))
         except DataError as e:
