@@ -141,7 +141,7 @@ def from_rdkit(rdmol: Any, vocab: Vocabulary, *, kekulize: bool = False, smiles:
         bonds[i, j] = bonds[j, i] = bond_index(b)
     if smiles is None:
         try:
-            smiles = Chem.MolToSmiles(Chem.RemoveHs(m, sanitize=False), isomericSmiles=False)
+            smiles = Chem.MolToSmiles(Chem.RemoveAllHs(m, sanitize=False), isomericSmiles=False)
         except Exception:  # noqa: BLE001
             smiles = None
     props = dict(properties) if properties is not None else {k: float(v) for k, v in m.GetPropsAsDict().items()

@@ -292,7 +292,7 @@ def _qm9_graph(rec: dict[str, Any]) -> tuple[list[int], np.ndarray, str] | None:
     for b in tmpl.GetBonds():
         i, j = match[b.GetBeginAtomIdx()], match[b.GetEndAtomIdx()]
         bonds[i, j] = bonds[j, i] = bond_index(b)
-    smi = Chem.MolToSmiles(Chem.RemoveHs(tmpl), isomericSmiles=False)
+    smi = Chem.MolToSmiles(Chem.RemoveAllHs(tmpl), isomericSmiles=False)
     return charges, bonds, smi
 
 

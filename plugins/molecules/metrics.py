@@ -93,7 +93,7 @@ def canonical_smiles(smiles_or_mol: Any) -> str | None:
     if m is None:
         return None
     try:
-        return Chem.MolToSmiles(Chem.RemoveHs(m), isomericSmiles=False)
+        return Chem.MolToSmiles(Chem.RemoveAllHs(m), isomericSmiles=False)
     except Exception:  # noqa: BLE001
         return None
 
