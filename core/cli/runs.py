@@ -265,8 +265,14 @@ def run_sample(
             samples = recipe.sample(model, cfg, run, num=num, sampler=sampler, steps=steps, seed=seed, options=opts)
         for f in stale:
             f.unlink(missing_ok=True)
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
-        files = list(recipe.write_samples(samples, out, cfg, run))
+        try:
+            files = list(recipe.write_samples(samples, out, cfg, run))
+        except BaseException:
+            if created and not any(out.iterdir()):
+                out.rmdir()  # no empty folder left behind by a failed write
+            raise
     _write_manifest(out, files)
     _say(progress, f"sampling {recipe.name}: done in {time.perf_counter() - start:.1f} s")
     return files

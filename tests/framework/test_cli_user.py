@@ -367,3 +367,20 @@ def test_run_files_follow_the_umask(cli, run_dir):
     assert len(files) >= 4
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == want, f
+
+
+def test_a_failed_write_leaves_no_empty_folder(cli, run_dir, tmp_path, monkeypatch):
+    def write_samples(self, samples, out_dir, cfg, run):
+        raise DataError("cannot write these samples")
+
+    monkeypatch.setattr(FakeRecipe, "write_samples", write_samples)
+    code, _, err = cli("sample", run_dir, "--out", tmp_path / "s", "--device", "cpu", "--no-progress")
+    _one_line_error(code, err, "cannot write these samples")
+    assert not (tmp_path / "s").exists()
+
+
+def test_show_without_matplotlib_says_it_skipped_the_plot(cli, run_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    code, out, err = cli("show", run_dir)
+    assert code == 0, err
+    assert "loss curve: skipped (matplotlib is not installed" in out and not (run_dir / "loss.png").exists()
