@@ -219,7 +219,8 @@ def _train(recipe: Recipe, cfg: Any, tc: TrainConfig, run: RunDir, info: distrib
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if (dev.type == "cuda" and tc.bf16) else nullcontext
     n_params = sum(p.numel() for p in model.parameters())
     prog.message(f"training {recipe.name}: {n_params:,} parameters, global batch "
-                 f"{tc.batch_size * tc.grad_accum * info.world_size}, {info.world_size} process(es) on {dev.type}, "
+                 f"{tc.batch_size * tc.grad_accum * info.world_size}, {info.world_size} process(es) on {dev.type}"
+                 f"{f' ({torch.get_num_threads()} CPU threads)' if dev.type == 'cpu' else ''}, "
                  f"steps {step}->{total}")
 
     batches = OneAhead(data.iterate(pos))
