@@ -10,6 +10,13 @@ registries as the source of the ``processes`` and ``samplers`` lookups, and hand
 the CLI's commands (imported only when the command table is first needed).
 """
 
+import os as _os
+
+# Idle OpenMP threads sleep instead of spinning, so training and sampling do not collapse when the
+# cores are shared (benchmarks/results/cli_threads.md). It takes effect only when set before torch
+# starts its thread pool, i.e. when polydiff is imported first (the CLI); an explicit setting wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from typing import Any as _Any
 
 from . import builtin_plugin as _builtin_plugin

@@ -190,14 +190,16 @@ class Recipe(ABC):
         """
         from .samplers import sample as polydiff_sample
         from .samplers import sample_in_chunks
+        from .training.progress import sampling_callback
 
         p = next(model.parameters())
         shape = tuple(self.sample_shape(cfg))
         batch_size = int(getattr(getattr(cfg, "sample", None), "batch_size", num) or num)
+        progress = sampling_callback(calls=-(-num // batch_size))  # a bar over every chunk (None outside the CLI)
 
         def draw(chunk: Any) -> Any:
             return polydiff_sample(model, shape=(chunk.size, *shape), sampler=sampler, steps=steps, generator=chunk.generators,
-                                   dtype=p.dtype, device=p.device, **dict(options))
+                                   dtype=p.dtype, device=p.device, callback=progress, **dict(options))
 
         with torch.no_grad():
             return sample_in_chunks(draw, num=num, batch_size=batch_size, seed=seed, device=p.device).x.cpu()

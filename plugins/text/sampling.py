@@ -20,6 +20,7 @@ import polydiff
 import polydiff.errors
 from polydiff.samplers import Chunk, sample_in_chunks
 from polydiff.seeding import sample_generators
+from polydiff.training.progress import sampling_callback
 
 _MASK_SPAN = re.compile(r"\[MASK:(\d+)\]")
 
@@ -178,6 +179,10 @@ def generate(model: Any, *, num: int, length: int, context: int, sampler: str, s
     dev = model_device(model)
     t0 = time.perf_counter()
     nsteps, calls = 0, 0
+    windows = 1 + -(-max(0, length - context) // stride)  # polydiff.sample calls per chunk
+    progress = sampling_callback(calls=-(-num // batch_size) * windows)  # the CLI's bar (None in plain API use)
+    if progress is not None:
+        options["callback"] = progress
 
     def draw(chunk: Chunk) -> tuple[Tensor, int]:
         """One chunk of sequences, window by window (semi-autoregressively past the context)."""

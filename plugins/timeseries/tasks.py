@@ -32,6 +32,7 @@ import polydiff
 from polydiff.guidance import DPS, ConjugateGradientConsistency, MaskOperator, Reconstruction, Replacement
 from polydiff.samplers import Chunk, sample_in_chunks
 from polydiff.spaces import DenseSpace
+from polydiff.training.progress import sampling_callback
 
 METHODS = ("replacement", "reconstruction", "reconstruction+replacement", "dps", "cg", "csdi", "none")
 
@@ -171,6 +172,8 @@ def sample_windows(
     y_all = y.repeat(num, 1, 1)  # sample-major: row k*B + j is sample k of window j
     k_all = known.repeat(num, 1, 1)
     dtype = y.dtype if y.is_floating_point() else torch.float32  # the caller's dtype (float64 for oracles)
+    progress = sampling_callback(calls=-(-total // batch_size))  # the CLI's bar over all chunks (None in plain API use)
+
     def draw(chunk: Chunk) -> tuple[Tensor, int]:
         yb, kb = y_all[chunk.lo:chunk.hi].to(dtype), k_all[chunk.lo:chunk.hi]
         guidance: list[Any] = []
@@ -184,7 +187,7 @@ def sample_windows(
         if method == "csdi":
             cond = {"cond_x": torch.where(kb, yb, torch.zeros_like(yb)), "cond_mask": kb.to(dtype)}
         res = polydiff.sample(model, shape=tuple(yb.shape), sampler=sampler, steps=steps, generator=chunk.generators, cond=cond,
-                              guidance=guidance, space=DenseSpace(), dtype=dtype, **(sampler_options or {}))
+                              guidance=guidance, space=DenseSpace(), dtype=dtype, callback=progress, **(sampler_options or {}))
         return torch.where(kb, yb, res.x.detach()), res.nfe  # known entries exactly (no-op after replacement at t = 0)
 
     drawn = sample_in_chunks(draw, num=total, batch_size=batch_size, seed=seed)
