@@ -479,11 +479,12 @@ def embed_smiles(smiles: str, *, seed: int = 0) -> Any:
     return m
 
 
-def _molecule_files(path: Path) -> list[Path]:
+def _molecule_files(path: Path, suffixes: tuple[str, ...] | None = None) -> list[Path]:
+    suffixes = suffixes or SDF_SUFFIXES + MOL2_SUFFIXES + SMILES_SUFFIXES
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SDF_SUFFIXES + MOL2_SUFFIXES + SMILES_SUFFIXES)
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
         if not files:
-            raise DataError(f"{path}: no .sdf, .mol2 or .smi files in this folder")
+            raise DataError(f"{path}: no {', '.join(suffixes)} files in this folder")
         return files
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -491,7 +492,7 @@ def _molecule_files(path: Path) -> list[Path]:
 
 
 def load_user_data(path: str | Path, vocab: Vocabulary | None = None, strict: bool = False, *, seed: int = 0,
-                   kekulize: bool = False) -> tuple[list[Molecule], Vocabulary]:
+                   kekulize: bool = False, suffixes: tuple[str, ...] | None = None) -> tuple[list[Molecule], Vocabulary]:
     """Molecules from an SDF / MOL2 / SMILES file or a folder of them (sorted, recursive).
 
     SMILES get explicit H and a 3D conformer by ETKDG + MMFF with ``seed``; SDF records without 3D coordinates
@@ -499,6 +500,8 @@ def load_user_data(path: str | Path, vocab: Vocabulary | None = None, strict: bo
     embed) is skipped, counted and the first one named in one warning line; with ``strict`` it raises
     :class:`DataError`. An element (or formal charge) outside ``vocab`` raises :class:`DataError` naming it,
     the file and the record. ``vocab=None`` builds the vocabulary from the data (H first, then by atomic number).
+
+    ``suffixes`` restricts which files of a folder are read (default: all molecule file types).
 
     Returns ``(molecules, vocab)``.
     """
@@ -508,7 +511,7 @@ def load_user_data(path: str | Path, vocab: Vocabulary | None = None, strict: bo
     root = Path(path)
     rdmols: list[tuple[Path, int, Any]] = []
     bad: list[tuple[Path, int]] = []
-    for f in _molecule_files(root):
+    for f in _molecule_files(root, suffixes):
         for rec_no, m in _records(f):
             if isinstance(m, tuple):  # SMILES
                 m = embed_smiles(m[1], seed=seed) if m[2] is not None else None

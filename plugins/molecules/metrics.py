@@ -34,7 +34,7 @@ import numpy as np
 
 from . import distributions as dist
 from .chemistry import BondSource, allowed_valences, edm_lookup_bonds, to_rdkit
-from .data import Molecule, Vocabulary, _rdkit, load_user_data
+from .data import Molecule, Vocabulary, _rdkit
 
 StabilityVariant = Literal["edm", "midi"]
 
@@ -264,9 +264,11 @@ def read_samples(path: str | Path, vocab: Vocabulary | None = None, strict: bool
     """Molecules of any SDF file or folder of SDF / MOL2 / SMILES files, for ``polydiff evaluate --samples DIR``.
 
     Elements outside ``vocab`` raise :class:`polydiff.errors.DataError` naming them; unreadable records are
-    skipped with one warning (or refused when ``strict``).
+    skipped with one warning (or refused when ``strict``). Same as ``writers.read_molecules``.
     """
-    return load_user_data(path, vocab, strict)[0]
+    from .writers import read_molecules
+
+    return read_molecules(Path(path), vocab, strict)
 
 
 __all__ = ["RDKitResult", "analyse", "atom_stable", "canonical_smiles", "correct_valence", "evaluate_molecules", "fcd", "read_samples",

@@ -3,6 +3,7 @@ needs Pillow) and a PNG of 3D views (matplotlib Agg)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,4 +155,30 @@ def write_all(s: MoleculeSamples, out_dir: Path, stem: str = "samples") -> list[
             write_png_grid(s, out_dir / f"{stem}_grid.png"), write_3d_png(s, out_dir / f"{stem}_3d.png")]
 
 
-__all__ = ["MoleculeSamples", "write_3d_png", "write_all", "write_png_grid", "write_sdf", "write_smiles"]
+def write_molecules(samples: Sequence[Molecule] | MoleculeSamples, out_dir: Path, vocab: Vocabulary | None = None, *,
+                    bonds: BondSource = "model", nfe: int = 0) -> list[Path]:
+    """What the recipes call: :func:`write_all` for a list of molecules (or a :class:`MoleculeSamples`)."""
+    if not isinstance(samples, MoleculeSamples):
+        if vocab is None:
+            raise ValueError("write_molecules needs the run's vocabulary for a list of molecules")
+        samples = MoleculeSamples(tuple(samples), vocab, bonds, nfe)
+    return write_all(samples, Path(out_dir))
+
+
+def read_molecules(path: Path, vocab: Vocabulary | None = None, strict: bool = False) -> list[Molecule]:
+    """Molecules of an SDF file or a folder of SDF / MOL2 / SMILES files (``polydiff evaluate --samples DIR``).
+
+    Pass the run's ``vocab`` so atom-type indices match it (an element outside it is one DataError naming it);
+    without it the vocabulary is built from the files and the indices refer to that one. In a folder that holds
+    SDF or MOL2 files only those are read (a run's samples folder also holds the SMILES list of the same molecules).
+    """
+    from .data import MOL2_SUFFIXES, SDF_SUFFIXES, load_user_data
+
+    path = Path(path)
+    three_d = SDF_SUFFIXES + MOL2_SUFFIXES
+    has_3d = path.is_dir() and any(p.suffix.lower() in three_d for p in path.rglob("*") if p.is_file())
+    return load_user_data(path, vocab, strict, suffixes=three_d if has_3d else None)[0]
+
+
+__all__ = ["MoleculeSamples", "read_molecules", "write_3d_png", "write_all", "write_molecules", "write_png_grid", "write_sdf",
+           "write_smiles"]

@@ -58,3 +58,14 @@ def test_edm_lookup_writer_infers_bonds(samples, tmp_path):
         got = {tuple(sorted((x.GetBeginAtomIdx(), x.GetEndAtomIdx()))) for x in b.GetBonds()}
         want = {tuple(sorted((x.GetBeginAtomIdx(), x.GetEndAtomIdx()))) for x in r.GetBonds()}
         assert got == want
+
+
+def test_recipe_helpers_write_and_read_back_in_the_run_vocabulary(samples, tmp_path):
+    from polydiff_molecules.writers import read_molecules, write_molecules
+
+    paths = write_molecules(list(samples.molecules[:3]), tmp_path, samples.vocab)
+    assert [p.name for p in paths] == ["samples.sdf", "samples.smi", "samples_grid.png", "samples_3d.png"]
+    back = read_molecules(tmp_path, samples.vocab)
+    assert len(back) == 3
+    for a, b in zip(samples.molecules[:3], back):
+        assert torch.equal(a.atom_types, b.atom_types) and torch.equal(a.bonds, b.bonds) and a.smiles == b.smiles
