@@ -15,7 +15,9 @@ polydiff produce the same samples (checked to float32 rounding before timing). I
 ``sample_euler`` / ``sample_dpmpp_2m`` run as a third column on the same model in EDM variables.
 
 Timing: one thread (``torch.set_num_threads(1)``), CPU time (``process_time``) of ``--steps`` steps per call,
-the median over ``--repeats`` alternating calls after a warm-up; ratios are taken within one run.
+the median over ``--repeats`` alternating calls after a warm-up; ratios are taken within one run: the ratio of
+the medians and the median of the per-repeat ratios (``paired``: each polydiff call against the bare call run
+right after it, which shared-machine load affects alike).
 
 Usage::
 
@@ -112,18 +114,24 @@ def _time(fn: Callable[[], Tensor]) -> float:
     return time.process_time() - t0
 
 
-def measure(case: str, sampler: str, steps: int, repeats: int) -> dict[str, float]:
-    """Median ms/step of polydiff, the bare loop and (if installed) k-diffusion for one case and sampler."""
+def measure(case: str, sampler: str, steps: int, repeats: int, *, check: bool = True, grid_kind: str = "log-snr") -> dict[str, float]:
+    """Median ms/step of polydiff, the bare loop and (if installed) k-diffusion for one case and sampler.
+
+    ``check``: first assert that polydiff and the bare loop give the same samples. ``grid_kind``: the grid of a
+    polydiff without per-sampler default grids (``--before`` runs of older checkouts).
+    """
     torch.manual_seed(0)
     batch, net = (16, NearFree()) if case == "near-free" else (4096, MLP())
     process = processes.get("vp-linear")
     model = Denoiser(net, process, prediction="eps").eval()
-    grid = time_grid(process, steps, kind=get_sampler(sampler).grid_for(process))
+    spec = get_sampler(sampler)
+    grid = time_grid(process, steps, kind=spec.grid_for(process) if hasattr(spec, "grid_for") else grid_kind)
     x1 = torch.randn(batch, 2)
-    with torch.no_grad():
-        ours = polydiff.sample(model, x_start=x1, sampler=sampler, grid=grid).x
-        bare = bare_loop(net, x1, grid, process, sampler)
-    torch.testing.assert_close(ours, bare, rtol=1e-4, atol=1e-4 * float(bare.abs().max()))  # float32 rounding
+    if check:
+        with torch.no_grad():
+            ours = polydiff.sample(model, x_start=x1, sampler=sampler, grid=grid).x
+            bare = bare_loop(net, x1, grid, process, sampler)
+        torch.testing.assert_close(ours, bare, rtol=1e-4, atol=1e-4 * float(bare.abs().max()))  # float32 rounding
     kd = k_diffusion_runner(net, process, grid, sampler)
     runs: dict[str, Callable[[], Tensor]] = {
         "polydiff": lambda: polydiff.sample(model, x_start=x1, sampler=sampler, grid=grid).x,
@@ -138,7 +146,9 @@ def measure(case: str, sampler: str, steps: int, repeats: int) -> dict[str, floa
         for _ in range(repeats):
             for k, fn in runs.items():
                 times[k].append(_time(fn))
-    return {k: 1e3 * statistics.median(v) / steps for k, v in times.items()}
+    out = {k: 1e3 * statistics.median(v) / steps for k, v in times.items()}
+    out["paired"] = statistics.median(a / b for a, b in zip(times["polydiff"], times["bare"]))
+    return out
 
 
 def main() -> None:
@@ -146,17 +156,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
+    ap.add_argument("--no-check", action="store_true", help="skip the same-samples check (an older polydiff whose euler differs)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.steps} steps, median of {args.repeats}\n")
-    print("| network | sampler | polydiff ms/step | bare ms/step | k-diffusion ms/step | polydiff / bare |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(f"polydiff at {polydiff.__file__}; torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"{args.steps} steps, median of {args.repeats} (CPU time)\n")
+    print("| network | sampler | polydiff ms/step | bare ms/step | k-diffusion ms/step | polydiff / bare | paired ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for case in ("near-free", "mlp"):
         for sampler in args.samplers:
-            r = measure(case, sampler, args.steps, args.repeats)
+            r = measure(case, sampler, args.steps, args.repeats, check=not args.no_check)
             kd = f"{r['k-diffusion']:.3f}" if "k-diffusion" in r else "not installed"
             label = "near-free, batch 16" if case == "near-free" else "2x256 MLP, batch 4096"
-            print(f"| {label} | {sampler} | {r['polydiff']:.3f} | {r['bare']:.3f} | {kd} | {r['polydiff'] / r['bare']:.2f} |", flush=True)
+            print(f"| {label} | {sampler} | {r['polydiff']:.3f} | {r['bare']:.3f} | {kd} | {r['polydiff'] / r['bare']:.2f} | {r['paired']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,7 @@ class Denoiser(nn.Module):
         self.process = process
         self.precond = precond
         self.prediction = _check_prediction(process, prediction)
+        self._gaussian = isinstance(process, GaussianProcess)
         if precond is not None:
             if not isinstance(process, GaussianProcess) or process.has_offset:
                 raise ValueError("EDM preconditioning needs a Gaussian process without mean offset")
@@ -104,11 +105,11 @@ class Denoiser(nn.Module):
     # -- raw network output ----------------------------------------------------------------------
     def forward(self, x_t: State, t: Tensor, cond: Cond | None = None, *, space: DataSpace | None = None) -> Any:
         """The network output in :attr:`prediction` space (``x0`` when preconditioned)."""
-        cond = dict(cond or {})
+        cond = dict(cond) if cond else {}
         if t.ndim != 1:
             raise ValueError(f"t must have shape (B,), got {tuple(t.shape)}")
         if self.precond is None:
-            return self.net(x_t, t, **cond)
+            return self.net(x_t, t, **cond) if cond else self.net(x_t, t)
         space = space or infer_space(x_t)
         v = schedule_values(self.process, t)  # type: ignore[arg-type]
         c_skip, c_out, c_in, c_noise = self.precond.scalings(v.alpha, v.sigma)
@@ -130,6 +131,8 @@ class Denoiser(nn.Module):
 
     def interpret(self, out: Any, x_t: State, t: Tensor, cond: Cond | None, *, space: DataSpace) -> AnyDenoised:
         """Turn a raw output (from :meth:`forward`) into a denoised estimate (see :meth:`denoise`)."""
+        if self.__dict__.get("_gaussian"):  # the per-step path of every Gaussian sampler: no process-type dispatch
+            return _interpret_gaussian(self.process, self.prediction, out, x_t, t, cond, space)  # type: ignore[arg-type]
         return _interpret(self.process, self.prediction, out, x_t, t, cond, space)
 
     def predict(
@@ -148,8 +151,9 @@ class Denoiser(nn.Module):
         return diffusion_loss(self, x_0, **kwargs)
 
 
-#: ``(id(process), id(t))`` -> ``(process, t, process.schedule(t), (alpha, sigma, d_alpha, d_sigma) as numbers)``
-KnownValues = Mapping[tuple[int, int], tuple[ForwardProcess, Tensor, ScheduleValues, tuple[float, float, float, float]]]
+#: ``(id(process), id(t))`` -> ``(process, t, values, (alpha, sigma, d_alpha, d_sigma) as numbers)`` where ``values`` is
+#: ``process.schedule(t)`` or a zero-argument function returning it (built on first use)
+KnownValues = Mapping[tuple[int, int], tuple[ForwardProcess, Tensor, Any, tuple[float, float, float, float]]]
 _KNOWN_VALUES: ContextVar[KnownValues | None] = ContextVar("polydiff_known_schedule_values", default=None)
 
 
@@ -157,8 +161,9 @@ _KNOWN_VALUES: ContextVar[KnownValues | None] = ContextVar("polydiff_known_sched
 def known_schedule_values(table: KnownValues) -> Iterator[None]:
     """Within this block, the schedule of ``(process, t)`` comes from ``table`` when ``t`` is the very tensor stored.
 
-    ``table`` maps ``(id(process), id(t))`` to ``(process, t, process.schedule(t), shared)`` where every entry of
-    ``t`` is one grid time and ``shared`` holds its ``(alpha, sigma, d_alpha, d_sigma)`` as numbers. Samplers evaluate
+    ``table`` maps ``(id(process), id(t))`` to ``(process, t, values, shared)`` where every entry of ``t`` is one grid
+    time, ``values`` is ``process.schedule(t)`` (or a function returning it) and ``shared`` holds its
+    ``(alpha, sigma, d_alpha, d_sigma)`` as numbers. Samplers evaluate
     the schedule of their whole grid once and enter this block, so a :class:`Denoiser` called at a grid time neither
     evaluates the schedule again nor expands per-sample coefficients. Any other tensor is evaluated as usual; the
     table is per thread and per task (a ``ContextVar``).
@@ -182,7 +187,9 @@ def _known(process: ForwardProcess, t: Tensor):
 def schedule_values(process: GaussianProcess, t: Tensor) -> ScheduleValues:
     """``process.schedule(t)`` (each field of shape ``(B,)``), from the active :func:`known_schedule_values` table if it holds ``t``."""
     hit = _known(process, t)
-    return hit[2] if hit is not None else process.schedule(t)
+    if hit is None:
+        return process.schedule(t)
+    return hit[2]() if callable(hit[2]) else hit[2]
 
 
 def standard_coordinates(process: GaussianProcess, x_t: State, t: Tensor, cond: Cond | None, space: DataSpace) -> State:
@@ -203,11 +210,15 @@ def _interpret(process: ForwardProcess, prediction: Any, out: Any, x_t: State, t
     if isinstance(process, DiscreteProcess):
         return DiscreteDenoised(discrete_log_probs(process, out, x_t))
     assert isinstance(process, GaussianProcess)
+    return _interpret_gaussian(process, prediction, out, x_t, t, cond, space)
+
+
+def _interpret_gaussian(process: GaussianProcess, prediction: Any, out: Any, x_t: State, t: Tensor, cond: Cond | None, space: DataSpace):
     z_t = x_t if not process.has_offset else standard_coordinates(process, x_t, t, cond, space)
     out = out if isinstance(out, Tensor) else as_state(out)
     hit = _known(process, t)
-    if hit is not None:
-        return to_x0_eps(out, prediction, z_t, hit[2], space, shared=hit[3])
+    if hit is not None:  # a grid time: its coefficients are numbers shared by the batch
+        return to_x0_eps(out, prediction, z_t, None, space, shared=hit[3])
     return to_x0_eps(out, prediction, z_t, process.schedule(t), space)
 
 

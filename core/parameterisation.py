@@ -79,7 +79,7 @@ def to_x0_eps(
     out: State,
     prediction: Prediction | str,
     z_t: State,
-    values: ScheduleValues,
+    values: ScheduleValues | None,
     space: DataSpace,
     *,
     shared: tuple[float, float, float, float] | None = None,
@@ -92,15 +92,16 @@ def to_x0_eps(
         out: the network output in ``prediction`` space, shaped like ``z_t``.
         prediction: one of ``eps``, ``x0``, ``v``, ``score``, ``velocity``.
         z_t: the state in standard coordinates.
-        values: schedule values at ``t``, each ``(B,)``.
+        values: schedule values at ``t``, each ``(B,)`` (not read when ``shared`` is given).
         space: the data space (expands ``(B,)`` scalars onto the state).
         shared: ``(alpha, sigma, d_alpha, d_sigma)`` as numbers when every sample has the same ``t`` (a sampler's
             grid time): the conversion then multiplies by numbers instead of expanded ``(B,)`` tensors.
     """
-    p = Prediction.parse(prediction)
+    p = prediction if isinstance(prediction, Prediction) else Prediction.parse(prediction)
     if shared is not None:
         a, s, da, ds = shared
     else:
+        assert values is not None, "to_x0_eps needs the schedule values or shared numbers"
         a = space.expand(values.alpha.to(_dt(z_t)), z_t)
         s = space.expand(values.sigma.to(_dt(z_t)), z_t)
     if p is Prediction.EPS:  # the other field is converted on first use only
@@ -115,6 +116,7 @@ def to_x0_eps(
         return Denoised(x0=(a * z_t - s * out) / norm, eps=(s * z_t + a * out) / norm)
     if p is Prediction.VELOCITY:
         if shared is None:
+            assert values is not None
             da = space.expand(values.d_alpha.to(_dt(z_t)), z_t)
             ds = space.expand(values.d_sigma.to(_dt(z_t)), z_t)
         det = a * ds - s * da

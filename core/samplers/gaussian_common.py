@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property, partial
 from typing import Any
 
 import torch
@@ -59,7 +60,7 @@ class GridValues:
         return cls(*(tuple(x.tolist()) for x in (g, a, s, da, ds, half_lam, drift, g2)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class GridCoefficients:
     """The schedule of a sampler call evaluated once per grid point, before the loop.
 
@@ -67,7 +68,7 @@ class GridCoefficients:
         grid: the grid, shape ``(N + 1,)``.
         parts: component key -> :class:`GridValues` (the single key ``""`` for a lone process).
         times: grid time ``i`` as a per-sample tensor of shape ``(B,)``, one tensor object per grid point.
-        known: ``(id(process), id(times[i]))`` -> ``(process, times[i], process.schedule(times[i]), numbers)`` for
+        known: ``(id(process), id(times[i]))`` -> ``(process, times[i], schedule getter, numbers)`` for
             every component process: entered with :func:`polydiff.denoiser.known_schedule_values` around the loop,
             it spares the denoiser the schedule evaluation and the coefficient expansion at grid times.
         product: whether the process is a product (coefficients are then ``StateDict`` s of numbers).
@@ -79,7 +80,7 @@ class GridCoefficients:
     grid: Tensor
     parts: Mapping[str, GridValues]
     times: tuple[Tensor, ...]
-    known: Mapping[tuple[int, int], tuple[Any, Tensor, ScheduleValues, tuple[float, float, float, float]]]
+    known: Mapping[tuple[int, int], tuple[Any, Tensor, Any, tuple[float, float, float, float]]]
     product: bool
 
     def coef(self, fn: Callable[[GridValues], float]) -> Any:
@@ -87,6 +88,15 @@ class GridCoefficients:
         if not self.product:
             return fn(self.parts[""])
         return StateDict({k: fn(v) for k, v in self.parts.items()})
+
+    @cached_property
+    def first_order(self) -> list[tuple[Any, Any]]:
+        """Per step ``i``: ``(sigma_s / sigma_t, alpha_s (1 - exp(lambda_t - lambda_s)))`` of :func:`first_order_step`."""
+        n = len(self.times) - 1
+        return [
+            (self.coef(lambda v: v.sigma[i + 1] / v.sigma[i]), self.coef(lambda v: v.alpha[i + 1] * -math.expm1(v.lam[i] - v.lam[i + 1])))
+            for i in range(n)
+        ]
 
     def any(self, pred: Callable[[GridValues], bool]) -> bool:
         """Whether ``pred`` holds for any component."""
@@ -105,14 +115,17 @@ def precompute_grid(process: Any, grid: Tensor, batch_size: int, like: State) ->
     times = matrix.unbind(0)
     comps = dict(process.components) if isinstance(process, ProductProcess) else {"": process}
     parts = {k: GridValues.of(p, grid) for k, p in comps.items()}
-    known: dict[tuple[int, int], tuple[Any, Tensor, ScheduleValues, tuple[float, float, float, float]]] = {}
+    known: dict[tuple[int, int], tuple[Any, Tensor, Any, tuple[float, float, float, float]]] = {}
     for k, p in comps.items():
-        v = p.schedule(matrix)  # (N + 1, B) per field: the values the denoiser would compute at each grid time
-        rows = zip(v.alpha.unbind(0), v.sigma.unbind(0), v.d_alpha.unbind(0), v.d_sigma.unbind(0))
         gv = parts[k]
-        for i, (t, (a, sg, da, ds)) in enumerate(zip(times, rows)):
-            known[(id(p), id(t))] = (p, t, ScheduleValues(a, sg, da, ds), (gv.alpha[i], gv.sigma[i], gv.d_alpha[i], gv.d_sigma[i]))
+        for i, t in enumerate(times):  # the schedule at a grid time, as (B,) tensors, is built only if asked for
+            values = partial(_row_values, p, t)
+            known[(id(p), id(t))] = (p, t, values, (gv.alpha[i], gv.sigma[i], gv.d_alpha[i], gv.d_sigma[i]))
     return GridCoefficients(grid, parts, times, known, isinstance(process, ProductProcess))
+
+
+def _row_values(process: Any, t: Tensor) -> ScheduleValues:
+    return process.schedule(t)
 
 
 def grid_coefficients(ctx: SamplerContext, grid: Tensor, like: State) -> GridCoefficients:
@@ -272,8 +285,7 @@ def first_order_step(coefs: GridCoefficients, x: State, x0: State, i: int) -> St
     ``z_s = (sigma_s / sigma_t) z_t + alpha_s (1 - exp(lambda_t - lambda_s)) x0_hat`` (``lambda = log(alpha / sigma)``);
     finite where ``alpha_t = 0``. ``x``, ``x0``: states of the same structure.
     """
-    ratio = coefs.coef(lambda v: v.sigma[i + 1] / v.sigma[i])
-    phi = coefs.coef(lambda v: v.alpha[i + 1] * -math.expm1(v.lam[i] - v.lam[i + 1]))
+    ratio, phi = coefs.first_order[i]
     return ratio * x + phi * x0
 
 
@@ -299,5 +311,6 @@ def single_evaluation_loop(model: SamplerModel, x: State, grid: Tensor, ctx: Sam
         x = d.x0 if (last_is_zero and i == n - 1) else step(x, d, i)
         if ctx.corrections:
             x = ctx.correct(x, s)
-        ctx.report(i, n, t, s, x, d.x0)
+        if ctx.keep_trajectory or ctx.callback is not None:
+            ctx.report(i, n, t, s, x, d.x0)
     return x
