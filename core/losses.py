@@ -5,6 +5,7 @@ Gaussian weightings are stated on the x0 squared error, ``w(t) * ||x0_hat - x0||
 * ``uniform`` — ``w = 1`` (plain x0 regression);
 * ``snr`` — ``w = alpha^2 / sigma^2`` (equals the epsilon-MSE, DDPM's simple loss);
 * ``min-snr`` — ``w = min(SNR, gamma)`` (Hang et al. 2023; ``gamma = 5``);
+* ``truncated-snr`` — ``w = clamp(SNR, 0.05, 1.5)`` (EQGAT-diff's ``snr_t`` weighting);
 * ``edm`` — ``w = (s^2 + sigma_data^2) / (s sigma_data)^2`` with ``s = sigma/alpha`` (Karras et al. 2022);
 * ``default`` — the plain MSE in the network's own prediction space (eps-MSE for eps models, ...).
 
@@ -36,7 +37,7 @@ from .state import as_state, first_leaf
 if TYPE_CHECKING:
     from .denoiser import Denoiser
 
-WEIGHTINGS = ("default", "uniform", "snr", "min-snr", "edm")
+WEIGHTINGS = ("default", "uniform", "snr", "min-snr", "truncated-snr", "edm")
 TIME_SAMPLINGS = ("uniform", "stratified", "logit-normal", "log-normal")
 
 
@@ -130,6 +131,8 @@ def gaussian_weight(kind: str, values, *, min_snr_gamma: float = 5.0, sigma_data
         return snr
     if kind == "min-snr":
         return snr.clamp(max=min_snr_gamma)
+    if kind == "truncated-snr":
+        return snr.clamp(min=0.05, max=1.5)
     if kind == "edm":
         s = values.sigma / values.alpha
         return (s**2 + sigma_data**2) / (s * sigma_data) ** 2

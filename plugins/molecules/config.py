@@ -32,7 +32,8 @@ class DataConfig:
 class ModelConfig:
     """``model``: the product process (per-component schedules, kernels and loss weights) and the EGNN.
 
-    Positions: zero-centre-of-mass Gaussian (``pos_schedule``), predicted as ``eps`` or ``x0``, weighted
+    Positions: zero-centre-of-mass Gaussian (``pos_schedule``), predicted as ``x0`` (default: bounded near
+    ``alpha = 0``, where an ``eps`` model's ``x0 = (z - sigma eps) / alpha`` amplifies its error) or ``eps``, weighted
     by ``pos_weighting`` (``default``: the MSE in the prediction space; ``truncated-snr``: EQGAT-diff's
     ``clamp(SNR, 0.05, 1.5)`` on the x0 error). Atom types, charges (and bonds): categorical kernels
     with ``x0_logits`` trained by cross-entropy. ``cond_property``: a QM9 property for classifier-free
@@ -40,7 +41,7 @@ class ModelConfig:
     """
 
     pos_schedule: GaussianSchedule = "vp-cosine"
-    pos_prediction: Literal["eps", "x0"] = "eps"
+    pos_prediction: Literal["eps", "x0"] = "x0"
     pos_weighting: Literal["default", "uniform", "truncated-snr"] = "default"
     atom_kernel: DiscreteKernel = "marginal"
     atom_schedule: DiscreteSchedule = "cosine"
@@ -99,9 +100,8 @@ class MolConfig:
 
 @dataclass(frozen=True)
 class EQGATModelConfig(ModelConfig):
-    """``model`` of ``molecules/eqgat``: x0 prediction of positions and EQGAT-diff / MiDi loss weights (3, 0.4, 1, 2)."""
+    """``model`` of ``molecules/eqgat``: EQGAT-diff / MiDi loss weights (3, 0.4, 1, 2)."""
 
-    pos_prediction: Literal["eps", "x0"] = "x0"
     pos_weight: float = 3.0
 
 
@@ -113,8 +113,8 @@ class EQGATConfig(MolConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"data.max_molecules": 2000, "data.val_molecules": 64, "train.steps": 300, "train.batch_size": 32,
-             "train.warmup_steps": 20, "train.lr": 1e-3, "train.checkpoint_every": 300, "train.log_every": 25,
+    "tiny": {"data.max_molecules": 2000, "data.val_molecules": 64, "train.steps": 400, "train.batch_size": 32,
+             "train.warmup_steps": 20, "train.lr": 1e-3, "train.checkpoint_every": 400, "train.log_every": 25,
              "train.ema_decay": 0.99, "model.hidden": 32, "model.layers": 3, "sample.steps": 50, "sample.num": 16,
              "eval.num_samples": 64, "eval.steps": 50, "eval.reference_molecules": 256},
     "small": {"data.max_molecules": 20000, "train.steps": 5000, "train.batch_size": 64, "model.hidden": 64,

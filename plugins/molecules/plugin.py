@@ -1,8 +1,4 @@
-"""Plugin hooks of the molecules plugin (entry point polydiff: molecules).
-
-Placeholder written by the data/metrics helper so the entry point resolves; M-model owns this file and
-replaces the hook body with the molecule recipes.
-"""
+"""Plugin hooks of the molecules plugin (entry point polydiff: molecules)."""
 
 from __future__ import annotations
 
@@ -11,5 +7,8 @@ from polydiff import hookimpl
 
 @hookimpl
 def register_recipes(register):  # type: ignore[no-untyped-def]
-    """Molecule recipes (none registered yet)."""
-    return None
+    """``molecules/edm`` and ``molecules/eqgat`` (3D: zero-CoM positions + categorical atoms, charges[, bonds])."""
+    from .recipes import EDMRecipe, EQGATRecipe
+
+    register(EDMRecipe())
+    register(EQGATRecipe())

@@ -113,12 +113,23 @@ class MoleculeRecipe(Recipe):
 
     # -- data ------------------------------------------------------------------------------------
     def _load(self, cfg: MolConfig, split: str) -> tuple[list[Any], Any]:
+        """Molecules of ``split`` and the vocabulary (kept in memory: setup, datasets and evaluate share one read)."""
         from . import data
 
-        if cfg.data.path:
-            return data.load_path(cfg.data.path, hydrogens=cfg.data.hydrogens, strict=cfg.data.strict, split=split)  # type: ignore[attr-defined]
         limit = cfg.data.max_molecules if split == "train" else cfg.data.val_molecules
-        return data.load_qm9(hydrogens=cfg.data.hydrogens, split=split, max_molecules=limit)
+        key = (cfg.data.path, cfg.data.hydrogens, cfg.data.strict, split, limit)
+        cache = self.__dict__.setdefault("_loaded", {})
+        if key not in cache:
+            if cfg.data.path:
+                mols, vocab = data.load_user_data(cfg.data.path, None, cfg.data.strict)
+                if vocab.hydrogens and not cfg.data.hydrogens:  # heavy atoms only, as configured
+                    heavy = data.Vocabulary(tuple(e for e in vocab.elements if e != "H"), vocab.charges)
+                    mols, vocab = data.load_user_data(cfg.data.path, heavy, cfg.data.strict)
+                mols = mols[:limit] if (limit and split == "train") else mols
+            else:
+                mols, vocab = data.load_qm9(hydrogens=cfg.data.hydrogens, split=split, max_molecules=limit)
+            cache[key] = (mols, vocab)
+        return cache[key]
 
     def setup(self, cfg: MolConfig, run: RunDir) -> None:
         """Vocabulary, class counts, ``p(N)`` and property statistics of the training split -> ``artifacts/molecules.json``."""
@@ -172,7 +183,7 @@ class MoleculeRecipe(Recipe):
         stats = self.stats(cfg, run)
         train, _ = self._load(cfg, "train")
         val = None
-        if not cfg.data.path:
+        if not cfg.data.path and cfg.train.eval_every > 0:
             val, _ = self._load(cfg, "valid")
         recipe = self
 
@@ -237,41 +248,52 @@ class MoleculeRecipe(Recipe):
         vocab = self.vocabulary(stats)
         out = []
         for m in mols:
-            bonds = m["bonds"] if self.bonds else chemistry.infer_bonds(m["atom_types"], m["positions"], vocab)  # type: ignore[attr-defined]
-            mol = Molecule(atom_types=m["atom_types"], charges=m["charges"], positions=m["positions"], bonds=bonds, smiles=None,
-                           properties={})
-            out.append(mol)
+            if self.bonds:
+                bonds = m["bonds"]
+            else:
+                symbols = [vocab.elements[int(i)] for i in m["atom_types"]]
+                bonds = torch.as_tensor(chemistry.edm_lookup_bonds(symbols, m["positions"].numpy()), dtype=torch.int64)
+            out.append(Molecule(atom_types=m["atom_types"], charges=m["charges"], positions=m["positions"], bonds=bonds))
         return out
 
     def write_samples(self, samples: Any, out_dir: Path, cfg: MolConfig, run: RunDir) -> list[Path]:
+        """SDF (3D coordinates and bonds), SMILES list, PNG grid and a 3D-view PNG (``chemistry``/``writers``)."""
         from . import writers
 
         stats = self.stats(cfg, run)
-        return writers.write_molecules(samples, Path(out_dir), self.vocabulary(stats))  # type: ignore[attr-defined]
+        return writers.write_molecules(samples, Path(out_dir), self.vocabulary(stats), bonds="model")
 
     def read_samples(self, samples_dir: Path) -> Any:
+        """Molecules of the SDF files in ``samples_dir`` (any tool's; vocabulary built from the files)."""
         from . import writers
 
-        return writers.read_molecules(Path(samples_dir))  # type: ignore[attr-defined]
+        return writers.read_molecules(Path(samples_dir))
 
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, cfg: MolConfig, run: RunDir, samples_dir: Path | None) -> dict[str, float]:
-        from . import metrics
+        """The metrics of ``metrics.evaluate_molecules`` on ``samples_dir`` (read in the run's vocabulary) or on
+        ``eval.num_samples`` fresh samples, against the QM9 test split (or the user's training data)."""
+        from . import metrics, writers
 
         stats = self.stats(cfg, run)
         vocab = self.vocabulary(stats)
         if samples_dir is not None:
-            generated = self.read_samples(Path(samples_dir))
+            generated = writers.read_molecules(Path(samples_dir), vocab)
         else:
             generated = self.sample(model, cfg, run, num=cfg.eval.num_samples, sampler=cfg.sample.sampler, steps=cfg.eval.steps,
-                                    seed=cfg.eval.seed, options={})
+                                    seed=cfg.eval.seed, options=self._eval_options(stats))
         if cfg.data.path:
             reference, _ = self._load(cfg, "train")
         else:
             from . import data
 
             reference, _ = data.load_qm9(hydrogens=cfg.data.hydrogens, split="test", max_molecules=cfg.eval.reference_molecules)
-        return metrics.evaluate_molecules(generated, reference, set(stats.get("train_smiles", [])), vocab)
+        bonds = "model" if self.bonds else "edm-lookup"
+        return metrics.evaluate_molecules(generated, reference, set(stats.get("train_smiles", [])), vocab, bonds=bonds)
+
+    def _eval_options(self, stats: Mapping[str, Any]) -> dict[str, Any]:
+        info = stats.get("property")
+        return {"property": info["mean"]} if info else {}
 
 
 class _ListDataset(torch.utils.data.Dataset):

@@ -146,3 +146,16 @@ class TestMarginalContract(ProcessContract):
 
     def make_space(self, x_0):
         return DenseSpace()
+
+
+def test_truncated_snr_weighting_is_the_clamped_snr():
+    """EQGAT-diff's ``snr_t`` weighting: ``clamp(alpha^2 / sigma^2, 0.05, 1.5)``, on both clamps and between."""
+    from polydiff.losses import WEIGHTINGS, gaussian_weight
+
+    assert "truncated-snr" in WEIGHTINGS
+    v = processes.get("vp-cosine").schedule(torch.tensor([0.05, 0.5, 0.62, 0.97], dtype=torch.float64))
+    snr = v.alpha**2 / v.sigma**2
+    want = torch.tensor([min(max(float(s), 0.05), 1.5) for s in snr], dtype=torch.float64)
+    got = gaussian_weight("truncated-snr", v)
+    torch.testing.assert_close(got, want)
+    assert float(got[0]) == 1.5 and float(got[-1]) == 0.05 and 0.05 < float(got[2]) < 1.5
