@@ -166,7 +166,7 @@ QM9_NUM_MOLECULES = 130_831
 QM9_SPLIT_SIZES = {"train": 100_000, "valid": 17_748, "test": 13_083}
 QM9_ELEMENTS_H: tuple[str, ...] = ("H", "C", "N", "O", "F")
 QM9_CHARGES: tuple[int, ...] = (-1, 0, 1)
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 def qm9_vocabulary(hydrogens: bool) -> Vocabulary:
@@ -289,10 +289,15 @@ def _qm9_graph(rec: dict[str, Any]) -> tuple[list[int], np.ndarray, str] | None:
     bonds = np.zeros((n, n), dtype=np.int64)
     for a in tmpl.GetAtoms():
         charges[match[a.GetIdx()]] = a.GetFormalCharge()
-    for b in tmpl.GetBonds():
-        i, j = match[b.GetBeginAtomIdx()], match[b.GetEndAtomIdx()]
-        bonds[i, j] = bonds[j, i] = bond_index(b)
     smi = Chem.MolToSmiles(Chem.RemoveAllHs(tmpl), isomericSmiles=False)
+    aromatic = [b.GetIsAromatic() for b in tmpl.GetBonds()]
+    try:
+        Chem.Kekulize(tmpl, clearAromaticFlags=True)
+    except Exception:  # noqa: BLE001
+        return None
+    for b, aro in zip(tmpl.GetBonds(), aromatic):
+        i, j = match[b.GetBeginAtomIdx()], match[b.GetEndAtomIdx()]
+        bonds[i, j] = bonds[j, i] = bond_index(b) + (8 if aro else 0)   # Kekule order, +8 flags an aromatic bond
     return charges, bonds, smi
 
 
@@ -353,8 +358,11 @@ def build_qm9_cache(path: Path | None = None, *, verbose: bool = True) -> Path:
     return path
 
 
-def _unpack(packed: dict[str, Any], keep: np.ndarray, hydrogens: bool) -> list[Molecule]:
-    """Molecules for the packed entries ``keep`` (positions into the packed arrays), H removed when asked."""
+def _unpack(packed: dict[str, Any], keep: np.ndarray, hydrogens: bool, kekulize: bool | None = None) -> list[Molecule]:
+    """Molecules for the packed entries ``keep`` (positions into the packed arrays), H removed when asked;
+    aromatic bonds as type 4 unless ``kekulize`` (default: kekulise exactly when H are removed)."""
+    if kekulize is None:
+        kekulize = not hydrogens
     counts = packed["counts"].numpy()
     a_off = np.concatenate([[0], np.cumsum(counts)])
     e_off = packed["edge_offsets"].numpy()
@@ -369,8 +377,9 @@ def _unpack(packed: dict[str, Any], keep: np.ndarray, hydrogens: bool) -> list[M
         n = b - a
         bonds = np.zeros((n, n), dtype=np.int64)
         e = edges[e_off[k]:e_off[k + 1]]
-        bonds[e[:, 0], e[:, 1]] = e[:, 2]
-        bonds[e[:, 1], e[:, 0]] = e[:, 2]
+        bt = e[:, 2] & 7 if kekulize else np.where(e[:, 2] >= 8, 4, e[:, 2])
+        bonds[e[:, 0], e[:, 1]] = bt
+        bonds[e[:, 1], e[:, 0]] = bt
         if not hydrogens:
             heavy = t != 0
             t, c, x, bonds = t[heavy] - 1, c[heavy], x[heavy], bonds[np.ix_(heavy, heavy)]
@@ -380,7 +389,8 @@ def _unpack(packed: dict[str, Any], keep: np.ndarray, hydrogens: bool) -> list[M
     return out
 
 
-def load_qm9(*, hydrogens: bool, split: str, max_molecules: int = 0, cache: bool = True) -> tuple[list[Molecule], Vocabulary]:
+def load_qm9(*, hydrogens: bool, split: str, max_molecules: int = 0, cache: bool = True,
+             kekulize: bool | None = None) -> tuple[list[Molecule], Vocabulary]:
     """One split of QM9 as molecules plus the vocabulary.
 
     Args:
@@ -389,6 +399,8 @@ def load_qm9(*, hydrogens: bool, split: str, max_molecules: int = 0, cache: bool
         max_molecules: keep the first ``k`` of the split's permuted order (a deterministic random subset); 0 = all.
             Without a cache file, a subset is parsed directly from the CSVs (seconds for a few hundred).
         cache: use (and build when missing and the whole split is asked) the parsed-set cache file.
+        kekulize: bonds as Kekule single/double (no type 4); default: kekulise without H (an aromatic
+            ``[nH]`` whose H is implicit cannot be kekulised back by RDKit), keep aromatic bonds with H.
     """
     splits = qm9_split_indices()
     if split not in splits:
@@ -403,14 +415,14 @@ def load_qm9(*, hydrogens: bool, split: str, max_molecules: int = 0, cache: bool
         keep = [pos_of[int(r)] for r in order if int(r) in pos_of]
         if max_molecules:
             keep = keep[:max_molecules]
-        return _unpack(packed, np.asarray(keep, dtype=np.int64), hydrogens), qm9_vocabulary(hydrogens)
+        return _unpack(packed, np.asarray(keep, dtype=np.int64), hydrogens, kekulize), qm9_vocabulary(hydrogens)
     # no cache: parse a margin more rows than asked, since a few do not match
     want = order[: int(max_molecules * 1.1) + 16] if max_molecules else order
     records = read_qm9_rows(set(int(r) for r in want))
     by_row = {r["row"]: r for r in records}
     packed, _ = _parse_qm9([by_row[int(r)] for r in want if int(r) in by_row])
     keep = np.arange(len(packed["smiles"]))[: max_molecules or None]
-    return _unpack(packed, keep, hydrogens), qm9_vocabulary(hydrogens)
+    return _unpack(packed, keep, hydrogens, kekulize), qm9_vocabulary(hydrogens)
 
 
 # --------------------------------------------------------------------------------------------------- users' files

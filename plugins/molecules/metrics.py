@@ -5,10 +5,11 @@ molecules' own bonds and charges, ``edm-lookup`` — EDM's distance table, no ch
 ``DetermineBonds``; reference molecules go through the same source):
 
 - ``atom_stability/edm``, ``mol_stability/edm`` — EDM: bonds from the distance table (``edm-qm9-v1``), an atom is
-  stable when its bond-order sum is an allowed valence of ``edm-v1`` (charges ignored); 3D molecules only.
+  stable when its bond-order sum is an allowed valence of ``edm-v1`` (charges ignored); 3D molecules with explicit
+  H only (without H the valences are incomplete).
 - ``atom_stability/midi``, ``mol_stability/midi`` — MiDi: the molecules' own bonds and formal charges, valences
   of ``midi-v1`` by charge; aromatic bonds are kekulised by RDKit first (if that fails they count 1.5 and the sum
-  is truncated). Only when the molecules have bonds.
+  is truncated). Only when the molecules have bonds and explicit H.
 - ``validity/largest_fragment/{src}`` — EDM: ``SanitizeMol`` succeeds on the whole molecule (fragments allowed).
 - ``validity/connected/{src}`` — EQGAT: sanitises and has exactly one fragment. ``connected/{src}``: one fragment.
 - ``validity/corrected/{src}`` — GDSS: valency correction (lower the highest-order bond at an atom RDKit reports
@@ -213,9 +214,9 @@ def evaluate_molecules(generated: Sequence[Molecule], reference: Sequence[Molecu
     out: dict[str, float] = {"n_molecules": float(len(generated))}
     if not generated:
         return out
-    if _is_3d(generated):
+    if _is_3d(generated) and vocab.hydrogens:
         out["atom_stability/edm"], out["mol_stability/edm"] = stability(generated, vocab, "edm")
-    if _has_bonds(generated):
+    if _has_bonds(generated) and vocab.hydrogens:
         out["atom_stability/midi"], out["mol_stability/midi"] = stability(generated, vocab, "midi")
     res = [analyse(m, vocab, src, correct=correct) for m in generated]
     n = len(res)

@@ -51,6 +51,12 @@ def write_sdf(s: MoleculeSamples, path: Path) -> Path:
         for i, (m, rd) in enumerate(zip(s.molecules, s.rdkit_mols())):
             if rd is None:
                 rd = to_rdkit(Molecule(m.atom_types, m.charges, m.positions, m.bonds * 0), s.vocab)
+            rd = Chem.RWMol(rd)
+            try:  # Kekule bonds where possible (aromatic bond type 4 in an SDF is meant for queries)
+                Chem.FastFindRings(rd)
+                Chem.Kekulize(rd, clearAromaticFlags=True)
+            except Exception:  # noqa: BLE001 - keep aromatic bonds the model made that do not kekulise
+                pass
             rd.SetProp("_Name", f"sample_{i}")
             w.write(rd)
     return path

@@ -168,10 +168,17 @@ def test_qm9_rows_map_smiles_bonds_onto_xyz_order():
         assert rd is not None
         expect = Chem.MolToSmiles(Chem.MolFromSmiles(rec["smiles"]), isomericSmiles=False)
         assert Chem.MolToSmiles(Chem.RemoveAllHs(rd), isomericSmiles=False) == expect == m.smiles
-    heavy = _unpack(packed, np.arange(5), hydrogens=False)
-    for h, m in zip(heavy, mols[:5]):
+    heavy = _unpack(packed, np.arange(len(mols)), hydrogens=False, kekulize=False)
+    for h, m in zip(heavy, mols):
         keep = m.atom_types != 0
         assert torch.equal(h.bonds, m.bonds[keep][:, keep]) and torch.equal(h.atom_types, m.atom_types[keep] - 1)
+    # the default heavy-atom variant is kekulised, and every molecule sanitises back to its SMILES
+    heavy = _unpack(packed, np.arange(len(mols)), hydrogens=False)
+    assert sum(int((h.bonds == 4).sum()) for h in heavy) == 0
+    assert sum(int((m.bonds == 4).sum()) for m in mols) > 0
+    for h in heavy:
+        rd = to_rdkit(h, qm9_vocabulary(False), sanitize=True)
+        assert rd is not None and Chem.MolToSmiles(rd, isomericSmiles=False) == h.smiles
 
 
 @pytest.mark.skipif(not HAS_QM9, reason="qm9pack (QM9 CSVs) not installed")

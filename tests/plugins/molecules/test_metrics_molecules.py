@@ -61,7 +61,7 @@ def test_validity_uniqueness_novelty_match_rdkit_counts():
     assert r["uniqueness/model"] == pytest.approx(len(largest) / 5)
     assert r["valid_and_unique/model"] == pytest.approx(len(largest) / 6)
     assert r["novelty/model"] == pytest.approx(2 / 3)      # CCO is in the training set
-    assert r["mol_stability/midi"] < 1.0                   # implicit-H graphs are not valence-complete
+    assert "mol_stability/midi" not in r                  # implicit-H graphs: valences are incomplete, not scored
 
 
 def test_valency_correction_lowers_the_offending_bond():
