@@ -260,8 +260,8 @@ def run_sample(
                 f"sampler {sampler!r} does not work with this run's {process.name!r} process; "
                 f"use one of: {', '.join(sampler_names(process))}"
             )
-        _say(progress, f"sampling {recipe.name}: {num} sample(s), sampler {sampler}, {steps} steps, on {device}")
-        with reporting(f"sampling {recipe.name}", enabled=progress):
+        header = f"sampling {recipe.name}: {num} sample(s), sampler {sampler}, {steps} steps, on {device}"
+        with reporting(f"sampling {recipe.name}", enabled=progress and rank() == 0, header=header):
             samples = recipe.sample(model, cfg, run, num=num, sampler=sampler, steps=steps, seed=seed, options=opts)
         for f in stale:
             f.unlink(missing_ok=True)
@@ -327,9 +327,9 @@ def run_evaluate(run_path: str | Path, *, samples: str | Path | None = None, dev
     start = time.perf_counter()
     with recipe_errors(recipe):
         model = load_model(recipe, cfg, run, ema=True, device=device)
-        _say(progress, f"evaluating {recipe.name} ({run.path})" + (f" with the samples in {samples_dir}" if samples_dir else "")
-             + f" on {device}")
-        with reporting(f"evaluating {recipe.name}", enabled=progress):
+        header = (f"evaluating {recipe.name} ({run.path})" + (f" with the samples in {samples_dir}" if samples_dir else "")
+                  + f" on {device}")
+        with reporting(f"evaluating {recipe.name}", enabled=progress and rank() == 0, header=header):
             metrics = dict(recipe.evaluate(model, cfg, run, samples_dir))
     _say(progress, f"evaluating {recipe.name}: done in {time.perf_counter() - start:.1f} s")
     return metrics

@@ -70,9 +70,17 @@ class Progress:
         else:
             print(line, file=self.stream, flush=True)
 
+    def flush_header(self) -> None:
+        """Print the pending header line (if any) now."""
+        header = getattr(self, "pending", None)  # subclasses with their own __init__ have none
+        if self.enabled and header is not None:
+            self.pending = None
+            print(header, file=self.stream, flush=True)
+
     def message(self, text: str) -> None:
         if not self.enabled:
             return
+        self.flush_header()
         if self._open_line:  # finish the bar's line before a message
             self.stream.write("\n")
             self._open_line = False
@@ -89,8 +97,10 @@ class WorkProgress:
     (and the end) is its own line. ``total=None`` shows a count without a bar.
     """
 
-    def __init__(self, label: str, total: int | None = None, *, enabled: bool = True, stream: TextIO | None = None) -> None:
+    def __init__(self, label: str, total: int | None = None, *, enabled: bool = True, stream: TextIO | None = None,
+                 header: str | None = None) -> None:
         self.label = label
+        self.pending = header  # shown before the first report, so work that fails at once prints only its error
         self.total = total
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
@@ -104,6 +114,7 @@ class WorkProgress:
         """Report that ``done`` units (of ``total``, when known) are finished."""
         if not self.enabled:
             return
+        self.flush_header()
         if total is not None:
             self.total = total
         now = time.perf_counter()
@@ -130,9 +141,17 @@ class WorkProgress:
             self._last_decile = decile
             print(shown, file=self.stream, flush=True)
 
+    def flush_header(self) -> None:
+        """Print the pending header line (if any) now."""
+        header = getattr(self, "pending", None)  # subclasses with their own __init__ have none
+        if self.enabled and header is not None:
+            self.pending = None
+            print(header, file=self.stream, flush=True)
+
     def message(self, text: str) -> None:
         if not self.enabled:
             return
+        self.flush_header()
         if self._open_line:
             self.stream.write("\n")
             self._open_line = False
@@ -149,13 +168,19 @@ _current: ContextVar[WorkProgress | None] = ContextVar("polydiff_progress", defa
 
 
 @contextmanager
-def reporting(label: str, *, enabled: bool = True, stream: TextIO | None = None) -> Iterator[WorkProgress]:
+def reporting(label: str, *, enabled: bool = True, stream: TextIO | None = None,
+              header: str | None = None) -> Iterator[WorkProgress]:
     """Make a :class:`WorkProgress` the current reporter while the block runs (the CLI wraps
-    ``recipe.sample`` and ``recipe.evaluate`` in it); :func:`sampling_callback` and :func:`track` report to it."""
-    reporter = WorkProgress(label, enabled=enabled, stream=stream)
+    ``recipe.sample`` and ``recipe.evaluate`` in it); :func:`sampling_callback` and :func:`track` report to it.
+
+    ``header`` (what the work is) is printed before the first progress report, or when the block
+    ends normally — never when it fails before reporting, so a bad option is one error line.
+    """
+    reporter = WorkProgress(label, enabled=enabled, stream=stream, header=header)
     token = _current.set(reporter)
     try:
         yield reporter
+        reporter.flush_header()
     finally:
         _current.reset(token)
         reporter.close()
