@@ -26,9 +26,10 @@ POLYDIFF = [sys.executable, "-m", "polydiff.cli"]
 
 SETTINGS = [
     # (label, extra CLI args, extra environment)
-    ("--threads 2 (torch's default on 2 cores)", ["--threads", "2"], {}),
-    ("--threads 2, OMP_WAIT_POLICY=PASSIVE", ["--threads", "2"], {"OMP_WAIT_POLICY": "PASSIVE"}),
-    ("no flag (polydiff's default: cores - 1)", [], {}),
+    # an empty OMP_WAIT_POLICY keeps polydiff from setting PASSIVE: OpenMP's own default (spin, then sleep)
+    ("--threads 2, OpenMP's default waiting (torch's defaults on 2 cores)", ["--threads", "2"], {"OMP_WAIT_POLICY": ""}),
+    ("--threads 2, OMP_WAIT_POLICY=PASSIVE (polydiff's default)", ["--threads", "2"], {}),
+    ("no flag (polydiff's defaults: cores - 1 threads, PASSIVE)", [], {}),
 ]
 
 
