@@ -63,7 +63,7 @@ def grid_error(schedule: str, sampler: str, grid: str, nfe: int, n: int = 64, se
 def table(schedule: str, nfes: list[int], samplers=ODE_SAMPLERS) -> str:
     """The markdown table: one row per sampler x grid, one column per NFE; the default grid is marked."""
     process = processes.get(schedule)
-    lines = [f"| sampler | grid | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "| --- | --- |" + " --- |" * len(nfes)]
+    lines = ["| sampler | grid | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "| --- | --- |" + " --- |" * len(nfes)]
     for sampler in samplers:
         default = polydiff.samplers.get_sampler(sampler).grid_for(process)
         errs = {grid: [grid_error(schedule, sampler, grid, n) for n in nfes] for grid in GRID_KINDS}

@@ -3,12 +3,18 @@
 Samplers work in standard coordinates ``z_t = alpha_t x_0 + sigma_t eps`` (``polydiff.sample``
 removes a process's mean offset first). For product processes whose components are all Gaussian
 (each with its own schedule), the helpers act component-wise, so one sampler body serves both.
+
+The schedule is evaluated once per grid point, before a sampler's loop: :class:`GridCoefficients`
+holds every grid point's values as numbers (grid times are shared by the batch, so a step's
+coefficients are numbers that multiply any state) and one ``(B,)`` time tensor per point;
+:func:`polydiff.sample` builds it and hands it to the denoiser too
+(:func:`polydiff.denoiser.known_schedule_values`). Off-grid times (Heun's churn) use the per-time helpers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any
@@ -168,9 +174,6 @@ def is_gaussian(process) -> bool:
     return isinstance(process, GaussianProcess)
 
 
-def velocity(ctx: SamplerContext, t: Tensor, d: Denoised) -> State:
-    """Probability-flow ODE velocity ``dz/dt = d_alpha x0 + d_sigma eps``."""
-    return coef(ctx, t, d.x0, lambda v: v.d_alpha) * d.x0 + coef(ctx, t, d.x0, lambda v: v.d_sigma) * d.eps
 
 
 def combine(ctx: SamplerContext, t: Tensor, x0: State, eps: State) -> State:
@@ -207,29 +210,8 @@ def posterior_std(vt: ScheduleValues, vs: ScheduleValues) -> Tensor:
     return vs.sigma * (1 - r * r).clamp(min=0).sqrt()
 
 
-def coef_times(
-    ctx: SamplerContext, times: Sequence[Tensor], x: State, fn: Callable[..., Tensor]
-) -> State:
-    """``fn(schedule(t_0), schedule(t_1), ...)`` (shape ``(B,)``) expanded onto ``x``; per component for products.
-
-    Args:
-        times: per-sample times, each ``(B,)``.
-        fn: maps one :class:`ScheduleValues` per time to a ``(B,)`` coefficient.
-    """
-    process = ctx.process
-    if isinstance(process, ProductProcess):
-        return StateDict(
-            {
-                k: ctx.space[k].expand(fn(*(p.schedule(t) for t in times)).to(x[k].dtype), x[k])  # type: ignore[index]
-                for k, p in process.components.items()
-            }
-        )
-    return ctx.space.expand(fn(*(process.schedule(t) for t in times)).to(first_leaf(x).dtype), x)
 
 
-def half_log_snr(v: ScheduleValues) -> Tensor:
-    """DPM-Solver's ``lambda = log(alpha / sigma)`` (half the log-SNR), shape ``(B,)``."""
-    return torch.log(v.alpha) - torch.log(v.sigma)
 
 
 def transition_var_ratio(vt: ScheduleValues, vs: ScheduleValues) -> Tensor:
@@ -240,19 +222,8 @@ def transition_var_ratio(vt: ScheduleValues, vs: ScheduleValues) -> Tensor:
     return (-torch.expm1(vt.log_snr - vs.log_snr)).clamp(min=0.0)
 
 
-def per_sample(ctx: SamplerContext, s: Tensor, x: State) -> State:
-    """Expand a per-sample scalar ``s`` of shape ``(B,)`` onto ``x`` (any state) in ``x``'s dtype."""
-    return ctx.space.expand(s.to(first_leaf(x).dtype), x)
 
 
-def check_finite(value: Tensor, what: str, sampler: str, t: Tensor) -> Tensor:
-    """Raise a ``ValueError`` naming ``sampler`` and ``what`` when ``value`` (shape ``(B,)``) is not finite."""
-    if not bool(torch.isfinite(value).all()):
-        raise ValueError(
-            f"{sampler}: {what} is not finite at t={float(t.reshape(-1)[0]):.6g} (alpha_t = 0 or sigma_t = 0 there); "
-            "start the grid below the singular time, e.g. t_start=0.999"
-        )
-    return value
 
 
 def shared_process(ctx: SamplerContext, sampler: str, option: str):
@@ -274,9 +245,6 @@ def shared_process(ctx: SamplerContext, sampler: str, option: str):
                 f"set {option}=0"
             )
     return first
-
-
-Step = Callable[[State, Denoised, Tensor, Tensor], State]
 
 
 def first_order_step(coefs: GridCoefficients, x: State, x0: State, i: int) -> State:

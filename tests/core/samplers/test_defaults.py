@@ -29,7 +29,7 @@ import torch
 
 import polydiff
 from polydiff import Denoiser, processes
-from polydiff.processes import DiscreteProcess, GaussianProcess, MaskedProcess, ProductProcess, UniformProcess
+from polydiff.processes import DiscreteProcess, GaussianProcess, MaskedProcess
 from polydiff.samplers import GRID_KINDS, get_sampler
 from polydiff.spaces import CompositeSpace, DenseSpace
 from polydiff.testing.oracles import CompositeOracleNet, GaussianOracleNet, ideal_sampler_output
