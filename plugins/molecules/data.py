@@ -16,7 +16,9 @@ The interface (agreed with the model side of the plugin; keep it backward compat
 QM9: the 130,831 molecules of ``qm9pack`` (B3LYP geometries; the 3,054 "uncharacterised" molecules of the raw
 set are already left out there). Bonds and formal charges come from the SMILES, mapped onto the XYZ atom order
 by matching the SMILES graph (with H) onto the connectivity that RDKit's ``DetermineConnectivity`` finds in the
-XYZ; molecules whose graphs differ are counted and left out. The parsed set is cached under
+XYZ (where the distances give up to 3 bonds more — cross-ring C...C of strained cages at 1.8-2.0 A — the most
+stretched ones are dropped until the graphs are isomorphic); molecules whose graphs still differ are counted
+(``unmatched_rows`` in the cache, printed when it is built) and left out. The parsed set is cached under
 ``$POLYDIFF_CACHE`` or ``~/.cache/polydiff/molecules`` (one ``.pt`` file, built once, minutes on 2 cores).
 Splits follow EDM's rule: a ``numpy.random.RandomState(0)`` permutation of the 130,831 indices, cut into
 100,000 train / 17,748 valid / 13,083 test; each split's index list is hashed (sha256 of its int64 bytes,
@@ -166,7 +168,7 @@ QM9_NUM_MOLECULES = 130_831
 QM9_SPLIT_SIZES = {"train": 100_000, "valid": 17_748, "test": 13_083}
 QM9_ELEMENTS_H: tuple[str, ...] = ("H", "C", "N", "O", "F")
 QM9_CHARGES: tuple[int, ...] = (-1, 0, 1)
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 
 def qm9_vocabulary(hydrogens: bool) -> Vocabulary:
@@ -267,7 +269,8 @@ def _qm9_graph(rec: dict[str, Any]) -> tuple[list[int], np.ndarray, str] | None:
         rdDetermineBonds.DetermineConnectivity(xyz, useHueckel=False)
     except Exception:  # noqa: BLE001 - RDKit raises assorted runtime errors
         return None
-    if xyz.GetNumBonds() != tmpl.GetNumBonds():
+    extra = xyz.GetNumBonds() - tmpl.GetNumBonds()
+    if extra < 0 or extra > 3:
         return None
     skel = Chem.RWMol(tmpl)
     for b in skel.GetBonds():
@@ -278,11 +281,9 @@ def _qm9_graph(rec: dict[str, Any]) -> tuple[list[int], np.ndarray, str] | None:
         a.SetFormalCharge(0)
         a.SetNoImplicit(True)
     skel.UpdatePropertyCache(strict=False)
-    xyz.UpdatePropertyCache(strict=False)
     Chem.FastFindRings(skel)
-    Chem.FastFindRings(xyz)
-    match = xyz.GetSubstructMatch(skel)
-    if len(match) != len(els):
+    match = _match_dropping_long_bonds(xyz, skel, pos, extra)
+    if match is None:
         return None
     n = len(els)
     charges = [0] * n
@@ -299,6 +300,37 @@ def _qm9_graph(rec: dict[str, Any]) -> tuple[list[int], np.ndarray, str] | None:
         i, j = match[b.GetBeginAtomIdx()], match[b.GetEndAtomIdx()]
         bonds[i, j] = bonds[j, i] = bond_index(b) + (8 if aro else 0)   # Kekule order, +8 flags an aromatic bond
     return charges, bonds, smi
+
+
+def _match_dropping_long_bonds(xyz: Any, skel: Any, pos: np.ndarray, extra: int) -> tuple[int, ...] | None:
+    """Graph isomorphism of ``skel`` (the SMILES graph) onto ``xyz`` (distance connectivity); when the distances
+    give ``extra`` bonds more (strained cages: cross-ring C...C at 1.8-2.0 A), try dropping ``extra`` of the
+    ``extra + 3`` longest ones, relative to the sum of covalent radii, first the longest."""
+    import itertools
+
+    Chem = _rdkit()
+    if extra == 0:
+        candidates: list[tuple[int, int]] = []
+    else:
+        pt = Chem.GetPeriodicTable()
+
+        def stretch(b: Any) -> float:
+            i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
+            r = pt.GetRcovalent(b.GetBeginAtom().GetAtomicNum()) + pt.GetRcovalent(b.GetEndAtom().GetAtomicNum())
+            return float(np.linalg.norm(pos[i] - pos[j])) / r
+
+        longest = sorted(xyz.GetBonds(), key=stretch, reverse=True)[: extra + 3]
+        candidates = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in longest]
+    for drop in itertools.combinations(candidates, extra):
+        m = Chem.RWMol(xyz)
+        for i, j in drop:
+            m.RemoveBond(i, j)
+        m.UpdatePropertyCache(strict=False)
+        Chem.FastFindRings(m)
+        match = m.GetSubstructMatch(skel)
+        if len(match) == m.GetNumAtoms():
+            return tuple(match)
+    return None
 
 
 def _parse_qm9(records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[int]]:
