@@ -63,6 +63,14 @@ class SamplerContract(_SamplingBase):
         model = self.make_model()
         assert self.sampler_name in names(model.process), f"{self.sampler_name!r} is not listed for {model.process.name!r}"
 
+    def test_default_grid_is_a_grid_kind(self) -> None:
+        """``polydiff.sample(..., grid=None)`` uses the sampler's default kind for the process: it must be a known one."""
+        from ..samplers import GRID_KINDS, get_sampler
+
+        model = self.make_model()
+        kind = get_sampler(self.sampler_name).grid_for(model.process)
+        assert kind in GRID_KINDS, f"{self.sampler_name!r}: default grid {kind!r} for {model.process.name!r} is not one of {GRID_KINDS}"
+
     def test_shapes_and_nfe(self) -> None:
         _, like, res = self._run(generator=torch.Generator().manual_seed(0))
         assert_same_structure(res.x, like, what=f"{self.sampler_name} sample")
