@@ -99,6 +99,20 @@ def time_features(t_node: Tensor, dim: int) -> Tensor:
     return torch.cat([t_node[:, None], ang.sin(), ang.cos()], dim=-1)
 
 
+RBF_CENTRES = 8
+
+
+def rbf(d2: Tensor, num: int = RBF_CENTRES, d_max: float = 6.0) -> Tensor:
+    """Gaussian radial basis of the distance ``sqrt(d2)``: ``(E, 1) -> (E, num)``, centres evenly on ``[0, d_max]`` Å.
+
+    A bounded, smooth function of an invariant, so layers stay stable for far-apart (noisy) atoms.
+    """
+    d = (d2 + 1e-12).sqrt()
+    centres = torch.linspace(0.0, d_max, num, device=d2.device, dtype=d2.dtype)
+    width = d_max / (num - 1)
+    return torch.exp(-((d - centres) / width) ** 2)
+
+
 def _mlp(d_in: int, d_hidden: int, d_out: int, *, last_act: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Linear(d_in, d_hidden), nn.SiLU(), nn.Linear(d_hidden, d_out)]
     if last_act:
@@ -109,18 +123,18 @@ def _mlp(d_in: int, d_hidden: int, d_out: int, *, last_act: bool = False) -> nn.
 class EGNNLayer(nn.Module):
     """One E(n)-equivariant graph convolution (EDM's ``E_GCL`` + ``EquivCoordsUpdate``).
 
-    ``m_ij = phi_e(h_i, h_j, |x_i - x_j|^2, a_ij)`` gated by ``sigmoid(phi_att(m_ij))``;
+    ``m_ij = phi_e(h_i, h_j, rbf(|x_i - x_j|), a_ij)`` gated by ``sigmoid(phi_att(m_ij))``;
     ``h_i += phi_h(h_i, sum_j m_ij / norm)``;
-    ``x_i += sum_j (x_i - x_j) / (|x_i - x_j| + 1) * coords_range * tanh(phi_x(h'_i, h'_j, |x_i - x_j|^2, a_ij)) / norm``.
+    ``x_i += sum_j (x_i - x_j) / (|x_i - x_j| + 1) * coords_range * tanh(phi_x(h'_i, h'_j, rbf(|x_i - x_j|), a_ij)) / norm``.
     """
 
     def __init__(self, hidden: int, edge_dim: int, *, coords_range: float = 15.0, norm: float = 1.0) -> None:
         super().__init__()
-        self.phi_e = _mlp(2 * hidden + 1 + edge_dim, hidden, hidden, last_act=True)
+        self.phi_e = _mlp(2 * hidden + RBF_CENTRES + edge_dim, hidden, hidden, last_act=True)
         self.phi_att = nn.Linear(hidden, 1)
         self.phi_h = _mlp(2 * hidden, hidden, hidden)
-        self.phi_x = _mlp(2 * hidden + 1 + edge_dim, hidden, 1)
-        nn.init.xavier_uniform_(self.phi_x[-1].weight, gain=0.001)
+        self.phi_x = nn.Sequential(nn.Linear(2 * hidden + RBF_CENTRES + edge_dim, hidden), nn.SiLU(), nn.Linear(hidden, 1, bias=False))
+        nn.init.xavier_uniform_(self.phi_x[-1].weight, gain=0.001)  # start near the identity on coordinates (EDM)
         self.coords_range = float(coords_range)
         self.norm = float(norm)
 
@@ -129,12 +143,13 @@ class EGNNLayer(nn.Module):
         i, j = edges.dst, edges.src
         diff = x[i] - x[j]
         d2 = diff.pow(2).sum(-1, keepdim=True)
-        m = self.phi_e(torch.cat([h[i], h[j], d2, edge_attr], dim=-1))
+        r = rbf(d2)
+        m = self.phi_e(torch.cat([h[i], h[j], r, edge_attr], dim=-1))
         m = m * torch.sigmoid(self.phi_att(m))
         agg = scatter_sum(m, i, h.shape[0]) / self.norm
         h = h + self.phi_h(torch.cat([h, agg], dim=-1))
         # the coordinate weights read the updated h (as EDM's code does; its issue #30)
-        w = torch.tanh(self.phi_x(torch.cat([h[i], h[j], d2, edge_attr], dim=-1))) * self.coords_range
+        w = torch.tanh(self.phi_x(torch.cat([h[i], h[j], r, edge_attr], dim=-1))) * self.coords_range
         trans = diff / (d2.sqrt() + 1.0) * w
         x = x + scatter_sum(trans, i, x.shape[0]) / self.norm
         return h, x
@@ -186,11 +201,11 @@ class EGNN(nn.Module):
         self.max_fully_connected, self.cutoff = int(max_fully_connected), float(cutoff)
         t_width = 1 + 2 * (self.time_dim // 2)
         self.embed = nn.Linear(self.atom_states + self.charge_states + t_width + self.cond_dim, hidden)
-        edge_dim = 1 + self.bond_states  # initial squared distance (EDM's edge attribute) and the noisy bond
+        edge_dim = RBF_CENTRES + self.bond_states  # the input distance (EDM's edge attribute) and the noisy bond
         self.layers = nn.ModuleList([EGNNLayer(hidden, edge_dim, coords_range=coords_range, norm=norm) for _ in range(layers)])
         self.atom_head = _mlp(hidden, hidden, self.atom_classes)
         self.charge_head = _mlp(hidden, hidden, self.charge_classes)
-        self.bond_head = _mlp(hidden + 1 + self.bond_states, hidden, self.bond_classes) if self.bond_classes else None
+        self.bond_head = _mlp(hidden + RBF_CENTRES + self.bond_states, hidden, self.bond_classes) if self.bond_classes else None
 
     def forward(
         self,
@@ -218,7 +233,7 @@ class EGNN(nn.Module):
             feats.append(cond_props.to(dtype).reshape(b, self.cond_dim)[seg])
         h = self.embed(torch.cat(feats, dim=-1))
         edges = build_edges(pos, seg, b, max_fully_connected=self.max_fully_connected, cutoff=self.cutoff)
-        d2_0 = (pos[edges.dst] - pos[edges.src]).pow(2).sum(-1, keepdim=True)
+        d2_0 = rbf((pos[edges.dst] - pos[edges.src]).pow(2).sum(-1, keepdim=True))
         edge_attr = d2_0
         bond_lookup = None
         if self.bond_states:
@@ -239,9 +254,9 @@ class EGNN(nn.Module):
         if self.bond_head is not None:
             assert bond_index is not None
             i, j = bond_index[0].to(pos.device), bond_index[1].to(pos.device)
-            d2 = (x[i] - x[j]).pow(2).sum(-1, keepdim=True)
+            r = rbf((x[i] - x[j]).pow(2).sum(-1, keepdim=True))
             e_oh = nn.functional.one_hot(x_t["bonds"], self.bond_states).to(dtype)
-            out["bonds"] = self.bond_head(torch.cat([h[i] + h[j], d2, e_oh], dim=-1))  # symmetric in (i, j)
+            out["bonds"] = self.bond_head(torch.cat([h[i] + h[j], r, e_oh], dim=-1))  # symmetric in (i, j)
         return out
 
 

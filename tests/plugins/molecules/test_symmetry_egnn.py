@@ -206,7 +206,7 @@ def test_sampling_run_commutes_with_rotation_and_permutation(bonds):
                           sampler="mixed-ancestral", steps=20, generator=gens()).x
     pos_err = float((out["pos"] - ref["pos"][perm] @ q.T).abs().max()) / max(1.0, float(ref["pos"].abs().max()))
     print(f"sampling run: pos (relative) {pos_err:.1e}, max |CoM| / max |x| along the run {max(centred):.1e}")
-    assert pos_err < 1e-12
+    assert pos_err < 1e-9  # round-off of 1e-13 per call, amplified over 20 steps of a random network (measured up to 2e-11)
     assert torch.equal(out["atom_types"], ref["atom_types"][perm])
     assert torch.equal(out["charges"], ref["charges"][perm])
     if bonds:
