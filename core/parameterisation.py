@@ -74,6 +74,9 @@ class Denoised:
     def __repr__(self) -> str:
         return f"Denoised(x0={self.x0!r}, eps={self.eps!r})"
 
+    def __reduce__(self) -> tuple[type, tuple[State, State]]:  # pickle / copy: both fields, evaluated
+        return (Denoised, (self.x0, self.eps))
+
 
 def to_x0_eps(
     out: State,
