@@ -190,7 +190,7 @@ class Recipe(ABC):
         """
         from .samplers import sample as polydiff_sample
         from .samplers import sample_in_chunks
-        from .training.progress import sampling_callback
+        from .progress import sampling_callback
 
         p = next(model.parameters())
         shape = tuple(self.sample_shape(cfg))

@@ -230,7 +230,7 @@ def run_sample(
     ``out`` must be empty or new: with ``overwrite`` the files an earlier ``polydiff sample`` wrote
     there (listed in ``out/.polydiff-samples.json``) are deleted first and other files are kept.
     With ``progress``, phase lines and the sampler's steps (when the recipe passes
-    :func:`polydiff.training.progress.sampling_callback` to ``polydiff.sample``) go to stderr.
+    :func:`polydiff.progress.sampling_callback` to ``polydiff.sample``) go to stderr.
     """
     recipe, cfg, run = read_run(run_path)
     opts = parse_sample_options(recipe, extra_args, option_pairs)
@@ -247,7 +247,7 @@ def run_sample(
     if sampler not in known:
         raise UserInputError(f"unknown sampler {sampler!r}; known samplers: {', '.join(known)}")
     from ..training import load_model
-    from ..training.progress import reporting
+    from ..progress import reporting
 
     out = Path(out)
     stale = check_sample_out(out, overwrite=overwrite)
@@ -322,7 +322,7 @@ def run_evaluate(run_path: str | Path, *, samples: str | Path | None = None, dev
         if not _visible_files(samples_dir):
             raise DataError(f"--samples: {str(samples_dir)!r} holds no files (write some with 'polydiff sample RUN --out DIR')")
     from ..training import load_model
-    from ..training.progress import reporting
+    from ..progress import reporting
 
     start = time.perf_counter()
     with recipe_errors(recipe):

@@ -38,7 +38,7 @@ from .data import DataPosition, OneAhead, ShardedBatches, batch_size_of, to_devi
 from .ema import EMA
 from .metrics_log import MetricsLog
 from .optim import build_optimizer, build_scheduler
-from .progress import Progress
+from ..progress import Progress
 from .runlock import RunLock
 from ..seeding import mix_seed
 from .train_state import restore_train_state, save_train_checkpoint

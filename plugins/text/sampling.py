@@ -20,7 +20,7 @@ import polydiff
 import polydiff.errors
 from polydiff.samplers import Chunk, sample_in_chunks
 from polydiff.seeding import sample_generators
-from polydiff.training.progress import sampling_callback
+from polydiff.progress import sampling_callback
 
 _MASK_SPAN = re.compile(r"\[MASK:(\d+)\]")
 

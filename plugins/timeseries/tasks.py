@@ -32,7 +32,7 @@ import polydiff
 from polydiff.guidance import DPS, ConjugateGradientConsistency, MaskOperator, Reconstruction, Replacement
 from polydiff.samplers import Chunk, sample_in_chunks
 from polydiff.spaces import DenseSpace
-from polydiff.training.progress import sampling_callback
+from polydiff.progress import sampling_callback
 
 METHODS = ("replacement", "reconstruction", "reconstruction+replacement", "dps", "cg", "csdi", "none")
 

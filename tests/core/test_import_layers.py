@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "polydiff.registry": 0,
     "polydiff._version": 0,
     "polydiff.seeding": 0,
+    "polydiff.progress": 0,
     # 1: how data and noise levels are described
     "polydiff.schedules": 1,
     "polydiff.spaces": 1,

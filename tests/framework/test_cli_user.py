@@ -21,7 +21,7 @@ import polydiff
 from polydiff.cli import main
 from polydiff.errors import DataError
 from polydiff.plugins import isolated_plugins
-from polydiff.training.progress import WorkProgress, reporting, sampling_callback, track
+from polydiff.progress import WorkProgress, reporting, sampling_callback, track
 
 from framework_fakes import FakePlugin, FakeRecipe
 

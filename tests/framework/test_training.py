@@ -181,7 +181,7 @@ def test_per_sample_generators_make_the_loss_batch_independent(tmp_path):
 def test_progress_bar_redraws_in_place_on_a_terminal() -> None:
     import io
 
-    from polydiff.training.progress import Progress
+    from polydiff.progress import Progress
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
