@@ -77,11 +77,14 @@ class MolSampleConfig(SampleConfig):
 
 @dataclass(frozen=True)
 class EvalConfig(BaseEvalConfig):
-    """``eval``: how many molecules ``polydiff evaluate`` draws (when not given ``--samples``) and with how many steps."""
+    """``eval``: how many molecules ``polydiff evaluate`` draws (when not given ``--samples``) and with how many steps;
+    how many held-out molecules the NLL bound scores (``nll_molecules``, ``T = nll_steps``)."""
 
     num_samples: int = 256
     steps: int = 100
     reference_molecules: int = 1000
+    nll_molecules: int = 64  # held-out molecules scored by the NLL bound (0: skip)
+    nll_steps: int = 100
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"data.max_molecules": 2000, "data.val_molecules": 64, "train.steps": 400, "train.batch_size": 32,
              "train.warmup_steps": 20, "train.lr": 1e-3, "train.checkpoint_every": 400, "train.log_every": 25,
              "train.ema_decay": 0.99, "model.hidden": 32, "model.layers": 3, "sample.steps": 50, "sample.num": 16,
-             "eval.num_samples": 64, "eval.steps": 50, "eval.reference_molecules": 256},
+             "eval.num_samples": 64, "eval.steps": 50, "eval.reference_molecules": 256, "eval.nll_molecules": 32, "eval.nll_steps": 50},
     "small": {"data.max_molecules": 20000, "train.steps": 5000, "train.batch_size": 64, "model.hidden": 64,
               "model.layers": 4, "sample.steps": 250, "eval.num_samples": 1000, "eval.steps": 250},
     "base": {"train.steps": 200000, "train.batch_size": 64, "model.hidden": 256, "model.layers": 9,

@@ -289,7 +289,23 @@ class MoleculeRecipe(Recipe):
 
             reference, _ = data.load_qm9(hydrogens=cfg.data.hydrogens, split="test", max_molecules=cfg.eval.reference_molecules)
         bonds = "model" if self.bonds else "edm-lookup"
-        return metrics.evaluate_molecules(generated, reference, set(stats.get("train_smiles", [])), vocab, bonds=bonds)
+        out = metrics.evaluate_molecules(generated, reference, set(stats.get("train_smiles", [])), vocab, bonds=bonds)
+        if cfg.eval.nll_molecules > 0 and reference:
+            out.update(self.nll(model, reference[: cfg.eval.nll_molecules], stats, steps=cfg.eval.nll_steps, seed=cfg.eval.seed))
+        return out
+
+    def nll(self, model: nn.Module, mols: list[Any], stats: Mapping[str, Any], *, steps: int, seed: int = 0) -> dict[str, float]:
+        """Mean NLL bound (nats per molecule, and per atom) of ``mols`` (``likelihood.molecule_nll``, ``T = steps``)."""
+        from polydiff.seeding import sample_generators
+
+        from .likelihood import molecule_nll
+
+        p = next(model.parameters())
+        batch = collate_molecules(mols, props=self._props(mols, stats), dtype=p.dtype).to(p.device)
+        res = molecule_nll(model, batch.state(bonds=self.bonds), batch.space(bonds=self.bonds), batch.cond(), steps=steps,
+                           generator=sample_generators(seed, len(mols), device=p.device))
+        atoms = batch.sizes.to(torch.float64).to(res.nats.device)
+        return {f"nll/T{steps}/nats_per_molecule": float(res.nats.mean()), f"nll/T{steps}/nats_per_atom": float((res.nats / atoms).mean())}
 
     def _eval_options(self, stats: Mapping[str, Any]) -> dict[str, Any]:
         info = stats.get("property")

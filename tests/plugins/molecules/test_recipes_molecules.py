@@ -52,6 +52,9 @@ def test_train_sample_write_read(cls, tmp_path):
     for a, b in zip(mols, again, strict=True):
         assert torch.equal(a.atom_types, b.atom_types)
         torch.testing.assert_close(a.positions, b.positions, rtol=0, atol=1e-10)
+    data, _ = recipe._load(cfg, "train")
+    nll = recipe.nll(model, data[:4], recipe.stats(cfg, run), steps=5)
+    assert all(torch.isfinite(torch.tensor(v)) for v in nll.values()) and "nll/T5/nats_per_molecule" in nll
     out = tmp_path / "samples"
     files = recipe.write_samples(mols, out, cfg, run)
     suffixes = {p.suffix for p in files}
