@@ -307,6 +307,20 @@ class MoleculeRecipe(Recipe):
         atoms = batch.sizes.to(torch.float64).to(res.nats.device)
         return {f"nll/T{steps}/nats_per_molecule": float(res.nats.mean()), f"nll/T{steps}/nats_per_atom": float((res.nats / atoms).mean())}
 
+    def report(self, metrics: Mapping[str, float], samples_dir: Path, out_dir: Path) -> str:
+        """The metrics table and the samples' 2D grid and 3D views (copied next to the report, for ``polydiff demo``)."""
+        import shutil
+
+        md = super().report(metrics, samples_dir, out_dir)
+        for name, title in (("samples_grid.png", "Samples (2D)"), ("samples_3d.png", "Samples (3D)")):
+            src = Path(samples_dir) / name
+            if src.exists():
+                dst = Path(out_dir) / f"{self.name.replace('/', '_')}_{name}"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+                md += f"\n![{title}]({dst.name})\n"
+        return md
+
     def _eval_options(self, stats: Mapping[str, Any]) -> dict[str, Any]:
         info = stats.get("property")
         return {"property": info["mean"]} if info else {}
