@@ -8,13 +8,15 @@ from . import continuous, discrete  # noqa: F401  (the built-in samplers registe
 from .api import sample
 from .chunked import Chunk, ChunkedSamples, sample_in_chunks
 from .base import SampleResult, SamplerContext, SamplerModel, SamplerSpec, StateCorrection, StepInfo
-from .grids import GRID_KINDS, custom_grid, time_grid
+from .grids import GRID_KINDS, START_LOG_SNR, GridBySchedule, custom_grid, time_grid
 from .registry import all_samplers, get_sampler, names, register_builtin
 
 __all__ = [
     "GRID_KINDS",
     "Chunk",
     "ChunkedSamples",
+    "GridBySchedule",
+    "START_LOG_SNR",
     "SampleResult",
     "SamplerContext",
     "SamplerModel",
