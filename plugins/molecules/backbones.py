@@ -260,6 +260,125 @@ class EGNN(nn.Module):
         return out
 
 
+class E3Layer(nn.Module):
+    """One tensor-product convolution on scalar + vector features (TFN / NequIP style, e3nn).
+
+    ``m_ij = TP_w(r_ij)(h_j, Y(x_i - x_j))`` with spherical harmonics ``Y`` (l <= 1) and tensor-product
+    weights from a radial MLP of ``rbf(|x_i - x_j|)`` (and the edge attributes); ``h_i <- h_i + Gate(lin(h_i) +
+    sum_j m_ij / norm)``. Every operation is O(3)-equivariant (vectors ``1o`` flip under reflections).
+    """
+
+    def __init__(self, scalars: int, vectors: int, edge_dim: int, *, norm: float = 1.0) -> None:
+        super().__init__()
+        from e3nn import o3
+        from e3nn.nn import Gate
+
+        self.irreps = o3.Irreps(f"{scalars}x0e + {vectors}x1o")
+        self.irreps_sh = o3.Irreps("1x0e + 1x1o")
+        self.gate = Gate(f"{scalars}x0e", [nn.functional.silu], f"{vectors}x0e", [torch.sigmoid], f"{vectors}x1o")
+        self.tp = o3.FullyConnectedTensorProduct(self.irreps, self.irreps_sh, self.gate.irreps_in, shared_weights=False)
+        self.radial = _mlp(RBF_CENTRES + edge_dim, scalars, self.tp.weight_numel)
+        self.self_int = o3.Linear(self.irreps, self.gate.irreps_in)
+        self.norm = float(norm)
+
+    def forward(self, h: Tensor, x: Tensor, edges: Edges, edge_attr: Tensor) -> Tensor:
+        """``h`` ``(N, irreps.dim)``, ``x`` ``(N, 3)``, ``edge_attr`` ``(E, edge_dim)`` -> updated ``h``."""
+        from e3nn import o3
+
+        i, j = edges.dst, edges.src
+        vec = x[i] - x[j]
+        sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
+        w = self.radial(torch.cat([rbf(vec.pow(2).sum(-1, keepdim=True)), edge_attr], dim=-1))
+        msg = self.tp(h[j], sh, w)
+        agg = scatter_sum(msg, i, h.shape[0]) / self.norm
+        return h + self.gate(self.self_int(h) + agg)
+
+
+class E3NN(nn.Module):
+    """A tensor-product (e3nn) denoiser with scalar and vector features; the same interface as :class:`EGNN`.
+
+    Positions: a ``1o`` output per atom, the displacement ``eps`` or added to ``x_t`` for ``x0``, projected to
+    zero centre of mass. Categorical logits read the scalar channels. ``vectors`` sets the number of ``1o`` channels.
+    """
+
+    def __init__(
+        self,
+        atom_states: int,
+        charge_states: int,
+        atom_classes: int,
+        charge_classes: int,
+        *,
+        hidden: int = 64,
+        vectors: int = 16,
+        layers: int = 4,
+        pos_prediction: str = "x0",
+        bond_states: int = 0,
+        bond_classes: int = 0,
+        cond_dim: int = 0,
+        time_dim: int = 8,
+        max_fully_connected: int = 32,
+        cutoff: float = 5.0,
+        norm: float = 1.0,
+        **_: object,
+    ) -> None:
+        super().__init__()
+        from e3nn import o3
+
+        if pos_prediction not in ("eps", "x0"):
+            raise ValueError(f"pos_prediction must be 'eps' or 'x0', got {pos_prediction!r}")
+        self.atom_states, self.charge_states = int(atom_states), int(charge_states)
+        self.bond_states, self.bond_classes = int(bond_states), int(bond_classes)
+        self.cond_dim, self.time_dim = int(cond_dim), int(time_dim)
+        self.pos_prediction = pos_prediction
+        self.max_fully_connected, self.cutoff = int(max_fully_connected), float(cutoff)
+        self.hidden, self.vectors = int(hidden), int(vectors)
+        t_width = 1 + 2 * (self.time_dim // 2)
+        self.embed = nn.Linear(self.atom_states + self.charge_states + t_width + self.cond_dim, hidden)
+        edge_dim = RBF_CENTRES + self.bond_states
+        self.layers = nn.ModuleList([E3Layer(hidden, vectors, edge_dim, norm=norm) for _ in range(layers)])
+        irreps = self.layers[0].irreps
+        self.vec_out = o3.Linear(irreps, o3.Irreps("1x1o"))
+        self.atom_head = _mlp(hidden, hidden, int(atom_classes))
+        self.charge_head = _mlp(hidden, hidden, int(charge_classes))
+        self.bond_head = _mlp(hidden + RBF_CENTRES + self.bond_states, hidden, self.bond_classes) if self.bond_classes else None
+
+    def forward(self, x_t: Mapping[str, Tensor], t: Tensor, *, segment_ids: Tensor, bond_index: Tensor | None = None,
+                cond_props: Tensor | None = None, **_: object) -> dict[str, Tensor]:
+        """As :meth:`EGNN.forward`."""
+        pos = x_t["pos"]
+        seg = segment_ids.to(pos.device)
+        b = int(t.shape[0])
+        dtype = pos.dtype
+        feats = [nn.functional.one_hot(x_t["atom_types"], self.atom_states).to(dtype),
+                 nn.functional.one_hot(x_t["charges"], self.charge_states).to(dtype), time_features(t.to(dtype)[seg], self.time_dim)]
+        if self.cond_dim:
+            if cond_props is None:
+                raise ValueError(f"this network is conditioned on {self.cond_dim} properties; pass cond_props (B, {self.cond_dim})")
+            feats.append(cond_props.to(dtype).reshape(b, self.cond_dim)[seg])
+        scal = self.embed(torch.cat(feats, dim=-1))
+        h = torch.cat([scal, torch.zeros(pos.shape[0], 3 * self.vectors, dtype=dtype, device=pos.device)], dim=-1)
+        edges = build_edges(pos, seg, b, max_fully_connected=self.max_fully_connected, cutoff=self.cutoff)
+        edge_attr = rbf((pos[edges.dst] - pos[edges.src]).pow(2).sum(-1, keepdim=True))
+        if self.bond_states:
+            if bond_index is None or "bonds" not in x_t:
+                raise ValueError("this network models bonds: the state needs a 'bonds' field and cond needs bond_index")
+            e_state = x_t["bonds"][pair_lookup(bond_index.to(pos.device), pos.shape[0])(edges.src, edges.dst)]
+            edge_attr = torch.cat([edge_attr, nn.functional.one_hot(e_state, self.bond_states).to(dtype)], dim=-1)
+        for layer in self.layers:
+            h = layer(h, pos, edges, edge_attr)
+        disp = self.vec_out(h)  # (N, 3): e3nn 0.6 orders l = 1 as (x, y, z), as its spherical harmonics
+        out_pos = disp if self.pos_prediction == "eps" else pos + disp
+        scal = h[:, : self.hidden]
+        out = {"pos": remove_mean(out_pos, seg, b), "atom_types": self.atom_head(scal), "charges": self.charge_head(scal)}
+        if self.bond_head is not None:
+            assert bond_index is not None
+            i, j = bond_index[0].to(pos.device), bond_index[1].to(pos.device)
+            r = rbf((pos[i] - pos[j]).pow(2).sum(-1, keepdim=True))
+            e_oh = nn.functional.one_hot(x_t["bonds"], self.bond_states).to(dtype)
+            out["bonds"] = self.bond_head(torch.cat([scal[i] + scal[j], r, e_oh], dim=-1))
+        return out
+
+
 def pair_lookup(bond_index: Tensor, num_atoms: int):
     """A function ``(src, dst) -> row of bond_index`` for unordered pairs listed once in ``bond_index`` ``(2, E)``."""
     lo = torch.minimum(bond_index[0], bond_index[1])
@@ -278,4 +397,4 @@ def pair_lookup(bond_index: Tensor, num_atoms: int):
     return find
 
 
-__all__ = ["EGNN", "EGNNLayer", "Edges", "build_edges", "molecule_pairs", "pair_lookup", "remove_mean", "scatter_sum", "segment_mean"]
+__all__ = ["E3NN", "E3Layer", "EGNN", "EGNNLayer", "Edges", "build_edges", "molecule_pairs", "pair_lookup", "remove_mean", "scatter_sum", "segment_mean"]

@@ -38,6 +38,7 @@ class ModelConfig:
     ``clamp(SNR, 0.05, 1.5)`` on the x0 error). Atom types, charges (and bonds): categorical kernels
     with ``x0_logits`` trained by cross-entropy. ``cond_property``: a QM9 property for classifier-free
     guidance ("" = unconditional); ``cond_drop``: the probability the condition is dropped in training.
+    ``backbone``: ``egnn`` (EDM's EGNN) or ``e3nn`` (tensor products on ``hidden`` scalars and ``vectors`` vectors).
     """
 
     pos_schedule: GaussianSchedule = "vp-cosine"
@@ -53,8 +54,9 @@ class ModelConfig:
     atom_weight: float = 0.4
     charge_weight: float = 1.0
     bond_weight: float = 2.0
-    backbone: Literal["egnn"] = "egnn"
+    backbone: Literal["egnn", "e3nn"] = "egnn"
     hidden: int = 128
+    vectors: int = 16
     layers: int = 6
     time_dim: int = 8
     max_fully_connected: int = 32

@@ -66,13 +66,16 @@ def build_process(m: ModelConfig, counts: Mapping[str, torch.Tensor], *, bonds: 
 
 
 def build_denoiser(m: ModelConfig, counts: Mapping[str, torch.Tensor], *, bonds: bool, cond_dim: int = 0) -> polydiff.Denoiser:
-    """The EGNN wrapped with its product process; ``eps``/``x0`` for positions, ``x0_logits`` for the rest."""
-    from .backbones import EGNN
+    """The backbone (``model.backbone``: EGNN or e3nn) wrapped with its product process; ``eps``/``x0`` for positions,
+    ``x0_logits`` for the rest."""
+    from .backbones import E3NN, EGNN
 
     process = build_process(m, counts, bonds=bonds)
     c = process.components
-    net = EGNN(
-        c["atom_types"].num_states, c["charges"].num_states, c["atom_types"].vocab_size, c["charges"].vocab_size,
+    net_cls = E3NN if m.backbone == "e3nn" else EGNN
+    extra = {"vectors": m.vectors} if m.backbone == "e3nn" else {}
+    net = net_cls(
+        c["atom_types"].num_states, c["charges"].num_states, c["atom_types"].vocab_size, c["charges"].vocab_size, **extra,
         hidden=m.hidden, layers=m.layers, pos_prediction=m.pos_prediction,
         bond_states=c["bonds"].num_states if bonds else 0, bond_classes=c["bonds"].vocab_size if bonds else 0,
         cond_dim=cond_dim, time_dim=m.time_dim, max_fully_connected=m.max_fully_connected, cutoff=m.cutoff,

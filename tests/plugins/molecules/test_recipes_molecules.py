@@ -89,3 +89,11 @@ def test_user_errors(tmp_path):
     bad = resolve_config(recipe, preset="tiny", overrides=[*SMALL, "model.cond_property=nope"])
     with pytest.raises(UserInputError, match="nope"):
         recipe.setup(bad, RunDir(tmp_path / "bad").ensure())
+
+
+def test_e3nn_backbone_trains_and_samples(tmp_path):
+    recipe = EDMRecipe()
+    cfg, run, model = _trained(recipe, tmp_path, ["model.backbone=\"e3nn\"", "model.vectors=4"])
+    assert type(model.net).__name__ == "E3NN"
+    mols = recipe.sample(model, cfg, run, num=2, sampler="mixed-ancestral", steps=4, seed=0, options={})
+    assert len(mols) == 2 and all(bool(torch.isfinite(m.positions).all()) for m in mols)
