@@ -77,6 +77,13 @@ def test_property_conditioned_sampling_with_guidance(tmp_path):
     mols = recipe.sample(model, cfg, run, num=3, sampler="mixed-ancestral", steps=4, seed=0,
                          options={"property": 70.0, "guidance_scale": 2.0})
     assert len(mols) == 3
+    plain = recipe.sample(model, cfg, run, num=3, sampler="mixed-ancestral", steps=4, seed=0,
+                          options={"property": 70.0, "guidance_scale": 1.0})
+    other = recipe.sample(model, cfg, run, num=3, sampler="mixed-ancestral", steps=4, seed=0,
+                          options={"property": 90.0, "guidance_scale": 1.0})
+    assert [m.num_atoms for m in plain] == [m.num_atoms for m in mols]  # p(N) draws come first from each generator
+    assert any(not torch.allclose(a.positions, b.positions) for a, b in zip(plain, mols, strict=True))  # guidance acts
+    assert any(not torch.allclose(a.positions, b.positions) for a, b in zip(plain, other, strict=True))  # the target acts
     with pytest.raises(UserInputError, match="--property"):
         recipe.sample(model, cfg, run, num=1, sampler="mixed-ancestral", steps=2, seed=0, options={})
 
