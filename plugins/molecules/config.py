@@ -87,6 +87,8 @@ class EvalConfig(BaseEvalConfig):
     reference_molecules: int = 1000
     nll_molecules: int = 64  # held-out molecules scored by the NLL bound (0: skip)
     nll_steps: int = 100
+    property_predictor_steps: int = 0  # > 0: property-conditioned runs also report EDM's MAE protocol (property_eval)
+    property_molecules: int = 256
 
 
 @dataclass(frozen=True)

@@ -212,11 +212,7 @@ class MoleculeRecipe(Recipe):
     def sample(self, model: nn.Module, cfg: MolConfig, run: RunDir, *, num: int, sampler: str, steps: int, seed: int,
                options: Mapping[str, Any]) -> Any:
         """``num`` molecules (sample ``i`` from generator ``mix_seed(seed, i)``, so independent of the batch), decoded."""
-        from polydiff.samplers import sample_in_chunks
-
         stats = self.stats(cfg, run)
-        hist = torch.tensor(stats["atom_count_histogram"], dtype=torch.float64)
-        p = next(model.parameters())
         info = stats.get("property")
         target = options.get("property")
         scale = options.get("guidance_scale")
@@ -225,17 +221,30 @@ class MoleculeRecipe(Recipe):
             raise UserInputError("--property: this run is unconditional (train with --set model.cond_property=NAME)")
         if info and target is None:
             raise UserInputError(f"this run is conditioned on {info['name']!r}: pass --property VALUE")
+        targets = None if not info else torch.full((num,), float(target), dtype=torch.float64)
+        return self.sample_targets(model, cfg, run, num=num, sampler=sampler, steps=steps, seed=seed, targets=targets,
+                                   guidance_scale=scale)
+
+    def sample_targets(self, model: nn.Module, cfg: MolConfig, run: RunDir, *, num: int, sampler: str, steps: int, seed: int,
+                       targets: torch.Tensor | None = None, guidance_scale: float = 1.0) -> list[Any]:
+        """``num`` decoded molecules; sample ``i`` is conditioned on ``targets[i]`` (property units) when given."""
+        from polydiff.samplers import sample_in_chunks
+
+        stats = self.stats(cfg, run)
+        hist = torch.tensor(stats["atom_count_histogram"], dtype=torch.float64)
+        p = next(model.parameters())
+        info = stats.get("property")
         model.eval()
         mols: list[dict[str, torch.Tensor]] = []
 
         def draw(chunk: Any) -> Any:
             sizes = draw_atom_counts(hist, chunk.generators)
             props = None
-            if info:
-                z = (float(target) - info["mean"]) / info["std"]
-                props = torch.tensor([[z, 1.0]] * chunk.size, dtype=p.dtype, device=p.device)
+            if info and targets is not None:
+                z = (targets[chunk.lo:chunk.hi].to(torch.float64) - info["mean"]) / info["std"]
+                props = torch.stack([z, torch.ones_like(z)], dim=1).to(dtype=p.dtype, device=p.device)
             batch, nfe = sample_batch(model, sizes, bonds=self.bonds, sampler=sampler, steps=steps, generators=chunk.generators,
-                                      props=props, guidance_scale=scale, dtype=p.dtype, device=p.device)
+                                      props=props, guidance_scale=guidance_scale, dtype=p.dtype, device=p.device)
             mols.extend(split_molecules(batch))
             return torch.zeros(chunk.size), nfe
 
@@ -295,7 +304,24 @@ class MoleculeRecipe(Recipe):
         out = metrics.evaluate_molecules(generated, reference, set(stats.get("train_smiles", [])), vocab, bonds=bonds)
         if cfg.eval.nll_molecules > 0 and reference:
             out.update(self.nll(model, reference[: cfg.eval.nll_molecules], stats, steps=cfg.eval.nll_steps, seed=cfg.eval.seed))
+        if stats.get("property") and cfg.eval.property_predictor_steps > 0 and reference:
+            out.update(self.property_protocol(model, cfg, run, reference[: cfg.eval.property_molecules]))
         return out
+
+    def property_protocol(self, model: nn.Module, cfg: MolConfig, run: RunDir, held_out: list[Any]) -> dict[str, float]:
+        """EDM's table protocol (``property_eval``): a predictor trained on the training molecules scores molecules
+        generated for the held-out molecules' property values, against the shuffled and real baselines."""
+        from .property_eval import property_mae, train_property_predictor
+
+        stats = self.stats(cfg, run)
+        prop = stats["property"]["name"]
+        train_mols, vocab = self._load(cfg, "train")
+        predictor = train_property_predictor(train_mols, prop, atom_classes=len(vocab.elements), charge_classes=len(vocab.charges),
+                                             steps=cfg.eval.property_predictor_steps, seed=cfg.eval.seed)
+        targets = torch.tensor([float(m.properties[prop]) for m in held_out], dtype=torch.float64)
+        generated = self.sample_targets(model, cfg, run, num=len(held_out), sampler=cfg.sample.sampler, steps=cfg.eval.steps,
+                                        seed=cfg.eval.seed, targets=targets, guidance_scale=cfg.sample.guidance_scale)
+        return property_mae(predictor, generated, targets, held_out, prop, seed=cfg.eval.seed).as_dict(prop)
 
     def nll(self, model: nn.Module, mols: list[Any], stats: Mapping[str, Any], *, steps: int, seed: int = 0) -> dict[str, float]:
         """Mean NLL bound (nats per molecule, and per atom) of ``mols`` (``likelihood.molecule_nll``, ``T = steps``)."""
