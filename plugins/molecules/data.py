@@ -536,7 +536,7 @@ def _molecule_files(path: Path, suffixes: tuple[str, ...] | None = None) -> list
 
 
 def load_user_data(path: str | Path, vocab: Vocabulary | None = None, strict: bool = False, *, seed: int = 0,
-                   kekulize: bool = False, suffixes: tuple[str, ...] | None = None) -> tuple[list[Molecule], Vocabulary]:
+                   kekulize: bool | None = None, suffixes: tuple[str, ...] | None = None) -> tuple[list[Molecule], Vocabulary]:
     """Molecules from an SDF / MOL2 / SMILES file or a folder of them (sorted, recursive).
 
     SMILES get explicit H and a 3D conformer by ETKDG + MMFF with ``seed``; SDF records without 3D coordinates
@@ -545,7 +545,9 @@ def load_user_data(path: str | Path, vocab: Vocabulary | None = None, strict: bo
     :class:`DataError`. An element (or formal charge) outside ``vocab`` raises :class:`DataError` naming it,
     the file and the record. ``vocab=None`` builds the vocabulary from the data (H first, then by atomic number).
 
-    ``suffixes`` restricts which files of a folder are read (default: all molecule file types).
+    ``suffixes`` restricts which files of a folder are read (default: all molecule file types). ``kekulize``:
+    Kekule bonds instead of aromatic ones; default: exactly when ``vocab`` has no H (an aromatic ``[nH]`` whose H
+    is implicit cannot be kekulised back, so heavy-atom molecules keep Kekule bonds, as QM9's).
 
     Returns ``(molecules, vocab)``.
     """
@@ -581,11 +583,21 @@ def load_user_data(path: str | Path, vocab: Vocabulary | None = None, strict: bo
             raise DataError(f"{root}: no molecule could be read")
         vocab = Vocabulary(tuple(sorted(els, key=lambda s: (s != "H", pt.GetAtomicNumber(s)))), tuple(sorted(chs)))
     out = []
+    if kekulize is None:
+        kekulize = not vocab.hydrogens
     for f, rec_no, m in rdmols:
+        smiles = Chem.MolToSmiles(Chem.RemoveAllHs(m), isomericSmiles=False)
+        if kekulize:  # before H are removed: with them every aromatic N knows its H
+            m = Chem.Mol(m)
+            try:
+                Chem.Kekulize(m, clearAromaticFlags=True)
+            except Exception:  # noqa: BLE001
+                if strict:
+                    raise DataError(f"{f}: record {rec_no}: RDKit cannot kekulise this molecule (data.strict=true)") from None
         if not vocab.hydrogens:
             m = Chem.RemoveAllHs(m, sanitize=False)
         try:
-            out.append(from_rdkit(m, vocab, kekulize=kekulize))
+            out.append(from_rdkit(m, vocab, smiles=smiles))
         except DataError as e:
             raise DataError(f"{f}: record {rec_no}: {e}") from None
     return out, vocab

@@ -191,3 +191,19 @@ def test_load_qm9_subset_is_deterministic(tmp_path, monkeypatch):
     assert all(m.num_atoms <= 9 for m in a) and "alpha" in a[0].properties
     with pytest.raises(DataError, match="split 'dev'"):
         load_qm9(hydrogens=False, split="dev")
+
+
+def test_heavy_atom_files_round_trip_through_rdkit(tmp_path):
+    """Without H, aromatic [nH] cannot be rebuilt from aromatic bonds: heavy-atom molecules are read as Kekule."""
+    from polydiff_molecules.chemistry import to_rdkit
+
+    p = tmp_path / "a.smi"
+    p.write_text("c1cc[nH]c1\nc1ccc2[nH]ccc2c1\nCC[NH3+]\n")
+    vocab = Vocabulary(("C", "N", "O"), (-1, 0, 1))
+    mols, _ = load_user_data(p, vocab)
+    for m, smi in zip(mols, ["c1cc[nH]c1", "c1ccc2[nH]ccc2c1", "CC[NH3+]"]):
+        assert int((m.bonds == 4).sum()) == 0
+        rd = to_rdkit(m, vocab, sanitize=True)
+        assert rd is not None and Chem.MolToSmiles(rd) == Chem.MolToSmiles(Chem.MolFromSmiles(smi))
+    aromatic, _ = load_user_data(p, vocab, kekulize=False)
+    assert to_rdkit(aromatic[0], vocab, sanitize=True) is None         # why the default kekulises
