@@ -13,6 +13,12 @@ The interface (agreed with the model side of the plugin; keep it backward compat
 - :func:`load_user_data` (alias :func:`load_sdf_folder`) — SDF / MOL2 / SMILES files or folders.
 - :func:`atom_count_histogram` — ``(max_N + 1,)`` counts of molecules per atom count.
 
+Additions after the first commit (backward compatible): ``load_qm9(..., cache=True, kekulize=None)`` and
+``load_user_data(..., seed=0, kekulize=None, suffixes=None)``. Heavy-atom molecules (a vocabulary without H)
+carry Kekule bonds by default (no type 4): RDKit cannot rebuild an aromatic ``[nH]`` whose H is implicit, so
+with aromatic bonds such molecules would fail sanitisation. With H, aromatic bonds are kept (type 4).
+Canonical SMILES everywhere are RDKit's, without H and without stereo.
+
 QM9: the 130,831 molecules of ``qm9pack`` (B3LYP geometries; the 3,054 "uncharacterised" molecules of the raw
 set are already left out there). Bonds and formal charges come from the SMILES, mapped onto the XYZ atom order
 by matching the SMILES graph (with H) onto the connectivity that RDKit's ``DetermineConnectivity`` finds in the
