@@ -70,17 +70,9 @@ class Progress:
         else:
             print(line, file=self.stream, flush=True)
 
-    def flush_header(self) -> None:
-        """Print the pending header line (if any) now."""
-        header = getattr(self, "pending", None)  # subclasses with their own __init__ have none
-        if self.enabled and header is not None:
-            self.pending = None
-            print(header, file=self.stream, flush=True)
-
     def message(self, text: str) -> None:
         if not self.enabled:
             return
-        self.flush_header()
         if self._open_line:  # finish the bar's line before a message
             self.stream.write("\n")
             self._open_line = False
@@ -143,9 +135,8 @@ class WorkProgress:
 
     def flush_header(self) -> None:
         """Print the pending header line (if any) now."""
-        header = getattr(self, "pending", None)  # subclasses with their own __init__ have none
-        if self.enabled and header is not None:
-            self.pending = None
+        if self.enabled and self.pending is not None:
+            header, self.pending = self.pending, None
             print(header, file=self.stream, flush=True)
 
     def message(self, text: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import tomllib
 
-import pytest
 
 from polydiff import hookimpl
 from polydiff.cli import main
@@ -14,18 +13,6 @@ from polydiff.errors import CheckpointError
 from polydiff.plugins import isolated_plugins
 
 from framework_fakes import FakePlugin, FakeRecipe
-
-
-@pytest.fixture
-def cli(capsys):
-    """``cli(*args) -> (exit code, stdout, stderr)`` with the fake recipe installed (no entry points)."""
-    with isolated_plugins(("fake", FakePlugin())):
-        def run(*args):
-            code = main([str(a) for a in args])
-            out = capsys.readouterr()
-            return code, out.out, out.err
-
-        yield run
 
 
 def _one_line_error(code, err, *needles):

@@ -29,18 +29,6 @@ TRAIN = ("train", "fake/points", "--preset", "tiny", "--device", "cpu", "--no-pr
 
 
 @pytest.fixture
-def cli(capsys):
-    """``cli(*args) -> (exit code, stdout, stderr)`` with the fake recipe installed (no entry points)."""
-    with isolated_plugins(("fake", FakePlugin())):
-        def run(*args):
-            code = main([str(a) for a in args])
-            out = capsys.readouterr()
-            return code, out.out, out.err
-
-        yield run
-
-
-@pytest.fixture
 def run_dir(cli, tmp_path):
     """A finished 3-step run of fake/points."""
     run = tmp_path / "run"
