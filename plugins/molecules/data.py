@@ -484,20 +484,22 @@ def rdkit_sdf(name: str) -> Path:
     return p
 
 
-def _records(path: Path) -> list[tuple[int, Any]]:
-    """``(record number from 1, RDKit Mol or None)`` for each record of one file; SMILES get no conformer here."""
+def _records(path: Path, sanitize: bool = True) -> list[tuple[int, Any]]:
+    """``(record number from 1, RDKit Mol or None)`` for each record of one file; SMILES get no conformer here.
+
+    ``sanitize=False`` keeps records RDKit could parse but not sanitise (generated molecules being scored)."""
     Chem = _rdkit()
     suffix = path.suffix.lower()
     out: list[tuple[int, Any]] = []
     if suffix in SDF_SUFFIXES:
-        sup = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
+        sup = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=sanitize)
         for i in range(len(sup)):
             out.append((i + 1, sup[i]))
     elif suffix in MOL2_SUFFIXES:
         text = path.read_text(errors="replace")
         blocks = ["@<TRIPOS>MOLECULE" + b for b in text.split("@<TRIPOS>MOLECULE")[1:]]
         for i, b in enumerate(blocks):
-            out.append((i + 1, Chem.MolFromMol2Block(b, removeHs=False, sanitize=True)))
+            out.append((i + 1, Chem.MolFromMol2Block(b, removeHs=False, sanitize=sanitize)))
     elif suffix in SMILES_SUFFIXES:
         k = 0
         for line in path.read_text(errors="replace").splitlines():
@@ -509,6 +511,18 @@ def _records(path: Path) -> list[tuple[int, Any]]:
     else:
         raise DataError(f"{path}: unknown molecule file type {suffix!r} (expected .sdf, .mol2, .smi/.smiles/.txt)")
     return out
+
+
+def _sanitised_if_possible(m: Any) -> Any:
+    """A sanitised copy of ``m`` (aromaticity perceived, as a sanitising reader gives it), or ``m`` as written
+    when RDKit cannot sanitise it (an invalid generated molecule is kept, to be scored as invalid)."""
+    Chem = _rdkit()
+    copy = Chem.Mol(m)
+    try:
+        Chem.SanitizeMol(copy)
+    except Exception:  # noqa: BLE001 - RDKit raises several kinds of sanitisation errors
+        return m
+    return copy
 
 
 def embed_smiles(smiles: str, *, seed: int = 0) -> Any:
@@ -542,7 +556,8 @@ def _molecule_files(path: Path, suffixes: tuple[str, ...] | None = None) -> list
 
 
 def load_user_data(path: str | Path, vocab: Vocabulary | None = None, strict: bool = False, *, seed: int = 0,
-                   kekulize: bool | None = None, suffixes: tuple[str, ...] | None = None) -> tuple[list[Molecule], Vocabulary]:
+                   kekulize: bool | None = None, suffixes: tuple[str, ...] | None = None,
+                   sanitize: bool = True) -> tuple[list[Molecule], Vocabulary]:
     """Molecules from an SDF / MOL2 / SMILES file or a folder of them (sorted, recursive).
 
     SMILES get explicit H and a 3D conformer by ETKDG + MMFF with ``seed``; SDF records without 3D coordinates
@@ -555,6 +570,10 @@ def load_user_data(path: str | Path, vocab: Vocabulary | None = None, strict: bo
     Kekule bonds instead of aromatic ones; default: exactly when ``vocab`` has no H (an aromatic ``[nH]`` whose H
     is implicit cannot be kekulised back, so heavy-atom molecules keep Kekule bonds, as QM9's).
 
+    ``sanitize=False`` reads SDF / MOL2 records as written, without RDKit's sanitisation, so molecules that
+    are not chemically valid are kept (``polydiff evaluate --samples``: validity is then measured, not
+    assumed); their SMILES is ``None`` when RDKit cannot write one.
+
     Returns ``(molecules, vocab)``.
     """
     Chem = _rdkit()
@@ -564,11 +583,13 @@ def load_user_data(path: str | Path, vocab: Vocabulary | None = None, strict: bo
     rdmols: list[tuple[Path, int, Any]] = []
     bad: list[tuple[Path, int]] = []
     for f in _molecule_files(root, suffixes):
-        for rec_no, m in _records(f):
+        for rec_no, m in _records(f, sanitize):
             if isinstance(m, tuple):  # SMILES
                 m = embed_smiles(m[1], seed=seed) if m[2] is not None else None
             elif m is not None and m.GetNumConformers() and not m.GetConformer().Is3D():
                 m = embed_smiles(Chem.MolToSmiles(m), seed=seed)
+            if m is not None and not sanitize and not isinstance(m, tuple):
+                m = _sanitised_if_possible(m)
             if m is None or m.GetNumAtoms() == 0:
                 if strict:
                     raise DataError(f"{f}: record {rec_no}: RDKit cannot read this molecule (data.strict=true)")
@@ -592,7 +613,10 @@ def load_user_data(path: str | Path, vocab: Vocabulary | None = None, strict: bo
     if kekulize is None:
         kekulize = not vocab.hydrogens
     for f, rec_no, m in rdmols:
-        smiles = Chem.MolToSmiles(Chem.RemoveAllHs(m), isomericSmiles=False)
+        try:
+            smiles = Chem.MolToSmiles(Chem.RemoveAllHs(m, sanitize=sanitize), isomericSmiles=False)
+        except Exception:  # noqa: BLE001 - an unsanitised record RDKit cannot write as SMILES
+            smiles = None
         if kekulize:  # before H are removed: with them every aromatic N knows its H
             m = Chem.Mol(m)
             try:

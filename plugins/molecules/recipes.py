@@ -276,7 +276,8 @@ class MoleculeRecipe(Recipe):
         return writers.write_molecules(samples, Path(out_dir), self.vocabulary(stats), bonds="model")
 
     def read_samples(self, samples_dir: Path) -> Any:
-        """Molecules of the SDF files in ``samples_dir`` (any tool's; vocabulary built from the files)."""
+        """Molecules of the SDF files in ``samples_dir`` (any tool's; vocabulary built from the files —
+        :meth:`evaluate` reads them in the run's vocabulary instead)."""
         from . import writers
 
         return writers.read_molecules(Path(samples_dir))

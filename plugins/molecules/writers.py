@@ -174,7 +174,9 @@ def write_molecules(samples: Sequence[Molecule] | MoleculeSamples, out_dir: Path
 def read_molecules(path: Path, vocab: Vocabulary | None = None, strict: bool = False) -> list[Molecule]:
     """Molecules of an SDF file or a folder of SDF / MOL2 / SMILES files (``polydiff evaluate --samples DIR``).
 
-    Pass the run's ``vocab`` so atom-type indices match it (an element outside it is one DataError naming it);
+    Records are read without RDKit's sanitisation, so invalid molecules are kept and scored as invalid (a
+    sanitising reader would drop them and inflate validity). Pass the run's ``vocab`` so atom-type indices
+    match it (an element outside it is one DataError naming it);
     without it the vocabulary is built from the files and the indices refer to that one. In a folder that holds
     SDF or MOL2 files only those are read (a run's samples folder also holds the SMILES list of the same molecules).
     """
@@ -183,7 +185,7 @@ def read_molecules(path: Path, vocab: Vocabulary | None = None, strict: bool = F
     path = Path(path)
     three_d = SDF_SUFFIXES + MOL2_SUFFIXES
     has_3d = path.is_dir() and any(p.suffix.lower() in three_d for p in path.rglob("*") if p.is_file())
-    return load_user_data(path, vocab, strict, suffixes=three_d if has_3d else None)[0]
+    return load_user_data(path, vocab, strict, suffixes=three_d if has_3d else None, sanitize=False)[0]
 
 
 __all__ = ["MoleculeSamples", "read_molecules", "write_3d_png", "write_all", "write_molecules", "write_png_grid", "write_sdf",

@@ -69,3 +69,18 @@ def test_recipe_helpers_write_and_read_back_in_the_run_vocabulary(samples, tmp_p
     assert len(back) == 3
     for a, b in zip(samples.molecules[:3], back):
         assert torch.equal(a.atom_types, b.atom_types) and torch.equal(a.bonds, b.bonds) and a.smiles == b.smiles
+
+
+def test_reading_samples_back_keeps_invalid_molecules(samples, tmp_path):
+    """`polydiff evaluate --samples` must score what was written: a sanitising reader would drop the
+    pentavalent molecule and report validity 5/5 instead of 5/6."""
+    from polydiff_molecules.metrics import evaluate_molecules
+    from polydiff_molecules.writers import read_molecules
+
+    write_all(samples, tmp_path)
+    back = read_molecules(tmp_path, samples.vocab)
+    assert len(back) == 6
+    assert torch.equal(back[5].bonds, samples.molecules[5].bonds)
+    m = evaluate_molecules(back, list(samples.molecules[:5]), set(), samples.vocab, bonds="model", fcd_nspdk=False,
+                           distributions=False, correct=False)
+    assert m["validity/largest_fragment/model"] == pytest.approx(5 / 6)
