@@ -5,8 +5,11 @@ charges (``molecules/eqgat`` also categorical bonds over every atom pair), each 
 schedule, kernel and loss weight, and sample with the core's ``mixed-ancestral`` sampler. The atom
 count of a sample is drawn from the training set's ``p(N)``.
 
-* ``molecules/edm``: EDM's geometry (``eps``-predicting EGNN, VP positions); bonds are inferred from
-  distances when decoding (EDM's lookup table, ``chemistry``).
+* ``molecules/edm``: EDM's geometry (EGNN, VP positions); positions are predicted as ``x0`` with
+  EQGAT-diff's truncated-SNR weighting by default (``model.pos_prediction=eps`` gives EDM's own
+  parameterisation, whose x0 estimate divides by ``alpha ~ 1.5e-4`` at the start and blew up an
+  under-trained model's coordinates); bonds are inferred from distances when decoding (EDM's lookup
+  table, ``chemistry``).
 * ``molecules/eqgat``: EQGAT-diff / MiDi style: ``x0`` prediction everywhere, marginal kernels,
   loss weights (3, 0.4, 1, 2) for (positions, atoms, charges, bonds); bonds come from the model.
 """
@@ -108,7 +111,6 @@ class MoleculeRecipe(Recipe):
     config_class: ClassVar[type] = MolConfig
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = PRESETS
     bonds: ClassVar[bool] = False
-    model_defaults: ClassVar[Mapping[str, Any]] = {}
     sample_options: ClassVar[tuple[SampleOption, ...]] = (
         SampleOption("property", float, None, "target value of the conditioning property (property-conditioned runs)"),
         SampleOption("guidance_scale", float, None, "classifier-free guidance scale w (1 = none; default sample.guidance_scale)"),
@@ -368,7 +370,7 @@ class _ListDataset(torch.utils.data.Dataset):
 
 
 class EDMRecipe(MoleculeRecipe):
-    """EDM-style 3D molecules: eps-predicting EGNN on zero-CoM positions + categorical atom types and charges."""
+    """EDM-style 3D molecules: EGNN on zero-CoM positions (x0 prediction by default) + categorical atom types and charges."""
 
     name: ClassVar[str] = "molecules/edm"
     demo: ClassVar[bool] = True
