@@ -198,7 +198,23 @@ class MaskedProcess(DiscreteProcess):
         return {**super().config(), "mask_id": self.mask_id}
 
 
-class UniformProcess(DiscreteProcess):
+class _ResamplingKernel(DiscreteProcess):
+    """Kernels that keep a token with probability ``alpha_t`` and otherwise redraw it from ``limit_probs``."""
+
+    def _resample_draws(self, x_0: State, t: Tensor, generator: GeneratorLike, space: DataSpace | None) -> tuple[Tensor, Tensor]:
+        """``(corrupt, u2)``, both shaped like ``x_0``: which tokens are redrawn (``u >= alpha_t``), and a
+        ``U[0, 1)`` draw for the replacement — the same uniform ``u`` rescaled, ``(u - alpha) / (1 - alpha)``."""
+        if not isinstance(x_0, Tensor):
+            raise TypeError(f"{type(self).__name__} acts on a token tensor")
+        self._check_tokens(x_0, allow_noise_states=False)
+        space = space or infer_space(x_0)
+        alpha = space.expand(self.schedule(t).alpha.to(torch.float64), x_0)
+        u = space.rand_like(x_0, generator)
+        u2 = ((u - alpha) / (1 - alpha).clamp(min=1e-300)).clamp(0, 1 - 1e-12)
+        return u >= alpha, u2
+
+
+class UniformProcess(_ResamplingKernel):
     """Uniform kernel: each token is resampled uniformly over the vocabulary with probability ``1 - alpha_t``."""
 
     name = "uniform"
@@ -209,15 +225,7 @@ class UniformProcess(DiscreteProcess):
     def noise(
         self, x_0: State, t: Tensor, *, generator: GeneratorLike = None, space: DataSpace | None = None, cond: Cond | None = None
     ) -> Noised:
-        if not isinstance(x_0, Tensor):
-            raise TypeError("UniformProcess acts on a token tensor")
-        self._check_tokens(x_0, allow_noise_states=False)
-        space = space or infer_space(x_0)
-        alpha = space.expand(self.schedule(t).alpha.to(torch.float64), x_0)
-        u = space.rand_like(x_0, generator)
-        corrupt = u >= alpha
-        # reuse the same uniform, rescaled, for the replacement token: (u - alpha) / (1 - alpha) ~ U[0,1) given corrupt
-        u2 = ((u - alpha) / (1 - alpha).clamp(min=1e-300)).clamp(0, 1 - 1e-12)
+        corrupt, u2 = self._resample_draws(x_0, t, generator, space)
         repl = (u2 * self.vocab_size).floor().to(torch.int64)
         return Noised(x_t=torch.where(corrupt, repl, x_0), t=t, noise=corrupt)
 
@@ -236,7 +244,7 @@ class UniformProcess(DiscreteProcess):
         return out / out.sum(-1, keepdim=True)
 
 
-class MarginalProcess(DiscreteProcess):
+class MarginalProcess(_ResamplingKernel):
     """Marginal kernel: with probability ``1 - alpha_t`` a token is redrawn from a fixed distribution ``m``.
 
     ``q(x_t | x_0) = alpha_t onehot(x_0) + (1 - alpha_t) m``, so the prior at ``t = 1`` (``alpha = eps``,
@@ -270,15 +278,7 @@ class MarginalProcess(DiscreteProcess):
     def noise(
         self, x_0: State, t: Tensor, *, generator: GeneratorLike = None, space: DataSpace | None = None, cond: Cond | None = None
     ) -> Noised:
-        if not isinstance(x_0, Tensor):
-            raise TypeError("MarginalProcess acts on a token tensor")
-        self._check_tokens(x_0, allow_noise_states=False)
-        space = space or infer_space(x_0)
-        alpha = space.expand(self.schedule(t).alpha.to(torch.float64), x_0)
-        u = space.rand_like(x_0, generator)
-        corrupt = u >= alpha
-        # the same uniform, rescaled, draws the replacement: (u - alpha) / (1 - alpha) ~ U[0,1) given corrupt
-        u2 = ((u - alpha) / (1 - alpha).clamp(min=1e-300)).clamp(0, 1 - 1e-12)
+        corrupt, u2 = self._resample_draws(x_0, t, generator, space)
         repl = sample_categorical(self.limit_probs(x_0).expand(*x_0.shape, self.vocab_size), u2)
         return Noised(x_t=torch.where(corrupt, repl, x_0), t=t, noise=corrupt)
 

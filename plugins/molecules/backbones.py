@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 from dataclasses import dataclass
 
 import torch
@@ -118,6 +119,45 @@ def _mlp(d_in: int, d_hidden: int, d_out: int, *, last_act: bool = False) -> nn.
     if last_act:
         layers.append(nn.SiLU())
     return nn.Sequential(*layers)
+
+
+def node_inputs(net: Any, x_t: Mapping[str, Tensor], t: Tensor, seg: Tensor, b: int, cond_props: Tensor | None) -> Tensor:
+    """Per-atom network inputs ``(N, F)``: one-hot noisy atom type and charge, time features of the atom's
+    molecule, and (for a conditioned ``net``) its molecule's properties ``cond_props`` ``(B, cond_dim)``."""
+    dtype = x_t["pos"].dtype
+    feats = [
+        nn.functional.one_hot(x_t["atom_types"], net.atom_states).to(dtype),
+        nn.functional.one_hot(x_t["charges"], net.charge_states).to(dtype),
+        time_features(t.to(dtype)[seg], net.time_dim),
+    ]
+    if net.cond_dim:
+        if cond_props is None:
+            raise ValueError(f"this network is conditioned on {net.cond_dim} properties; pass cond_props (B, {net.cond_dim})")
+        feats.append(cond_props.to(dtype).reshape(b, net.cond_dim)[seg])
+    return torch.cat(feats, dim=-1)
+
+
+def edge_inputs(net: Any, x_t: Mapping[str, Tensor], edges: Edges, bond_index: Tensor | None) -> Tensor:
+    """Per-edge inputs ``(E, RBF_CENTRES [+ bond_states])``: the input distance's radial basis and, for a ``net``
+    that models bonds, the one-hot noisy bond of the pair (looked up in ``x_t["bonds"]`` by ``bond_index``)."""
+    pos = x_t["pos"]
+    attr = rbf((pos[edges.dst] - pos[edges.src]).pow(2).sum(-1, keepdim=True))
+    if not net.bond_states:
+        return attr
+    if bond_index is None or "bonds" not in x_t:
+        raise ValueError("this network models bonds: the state needs a 'bonds' field and cond needs bond_index")
+    e_state = x_t["bonds"][pair_lookup(bond_index.to(pos.device), pos.shape[0])(edges.src, edges.dst)]
+    return torch.cat([attr, nn.functional.one_hot(e_state, net.bond_states).to(pos.dtype)], dim=-1)
+
+
+def bond_logits(net: Any, h: Tensor, x: Tensor, x_t: Mapping[str, Tensor], bond_index: Tensor | None) -> Tensor:
+    """Bond logits ``(E, bond_classes)`` for the pairs of ``bond_index``, symmetric in ``(i, j)``: from the atoms'
+    scalar features ``h`` ``(N, H)``, the radial basis of their distance in ``x`` ``(N, 3)`` and the noisy bond."""
+    assert bond_index is not None
+    i, j = bond_index[0].to(x.device), bond_index[1].to(x.device)
+    r = rbf((x[i] - x[j]).pow(2).sum(-1, keepdim=True))
+    e_oh = nn.functional.one_hot(x_t["bonds"], net.bond_states).to(x.dtype)
+    return net.bond_head(torch.cat([h[i] + h[j], r, e_oh], dim=-1))
 
 
 class EGNNLayer(nn.Module):
@@ -221,27 +261,9 @@ class EGNN(nn.Module):
         pos = x_t["pos"]
         seg = segment_ids.to(pos.device)
         b = int(t.shape[0])
-        dtype = pos.dtype
-        feats = [
-            nn.functional.one_hot(x_t["atom_types"], self.atom_states).to(dtype),
-            nn.functional.one_hot(x_t["charges"], self.charge_states).to(dtype),
-            time_features(t.to(dtype)[seg], self.time_dim),
-        ]
-        if self.cond_dim:
-            if cond_props is None:
-                raise ValueError(f"this network is conditioned on {self.cond_dim} properties; pass cond_props (B, {self.cond_dim})")
-            feats.append(cond_props.to(dtype).reshape(b, self.cond_dim)[seg])
-        h = self.embed(torch.cat(feats, dim=-1))
+        h = self.embed(node_inputs(self, x_t, t, seg, b, cond_props))
         edges = build_edges(pos, seg, b, max_fully_connected=self.max_fully_connected, cutoff=self.cutoff)
-        d2_0 = rbf((pos[edges.dst] - pos[edges.src]).pow(2).sum(-1, keepdim=True))
-        edge_attr = d2_0
-        bond_lookup = None
-        if self.bond_states:
-            if bond_index is None or "bonds" not in x_t:
-                raise ValueError("this network models bonds: the state needs a 'bonds' field and cond needs bond_index")
-            bond_lookup = pair_lookup(bond_index.to(pos.device), pos.shape[0])
-            e_state = x_t["bonds"][bond_lookup(edges.src, edges.dst)]
-            edge_attr = torch.cat([d2_0, nn.functional.one_hot(e_state, self.bond_states).to(dtype)], dim=-1)
+        edge_attr = edge_inputs(self, x_t, edges, bond_index)
         x = pos
         for layer in self.layers:
             h, x = layer(h, x, edges, edge_attr)
@@ -252,11 +274,7 @@ class EGNN(nn.Module):
             "charges": self.charge_head(h),
         }
         if self.bond_head is not None:
-            assert bond_index is not None
-            i, j = bond_index[0].to(pos.device), bond_index[1].to(pos.device)
-            r = rbf((x[i] - x[j]).pow(2).sum(-1, keepdim=True))
-            e_oh = nn.functional.one_hot(x_t["bonds"], self.bond_states).to(dtype)
-            out["bonds"] = self.bond_head(torch.cat([h[i] + h[j], r, e_oh], dim=-1))  # symmetric in (i, j)
+            out["bonds"] = bond_logits(self, h, x, x_t, bond_index)
         return out
 
 
@@ -348,22 +366,10 @@ class E3NN(nn.Module):
         pos = x_t["pos"]
         seg = segment_ids.to(pos.device)
         b = int(t.shape[0])
-        dtype = pos.dtype
-        feats = [nn.functional.one_hot(x_t["atom_types"], self.atom_states).to(dtype),
-                 nn.functional.one_hot(x_t["charges"], self.charge_states).to(dtype), time_features(t.to(dtype)[seg], self.time_dim)]
-        if self.cond_dim:
-            if cond_props is None:
-                raise ValueError(f"this network is conditioned on {self.cond_dim} properties; pass cond_props (B, {self.cond_dim})")
-            feats.append(cond_props.to(dtype).reshape(b, self.cond_dim)[seg])
-        scal = self.embed(torch.cat(feats, dim=-1))
-        h = torch.cat([scal, torch.zeros(pos.shape[0], 3 * self.vectors, dtype=dtype, device=pos.device)], dim=-1)
+        scal = self.embed(node_inputs(self, x_t, t, seg, b, cond_props))
+        h = torch.cat([scal, torch.zeros(pos.shape[0], 3 * self.vectors, dtype=pos.dtype, device=pos.device)], dim=-1)
         edges = build_edges(pos, seg, b, max_fully_connected=self.max_fully_connected, cutoff=self.cutoff)
-        edge_attr = rbf((pos[edges.dst] - pos[edges.src]).pow(2).sum(-1, keepdim=True))
-        if self.bond_states:
-            if bond_index is None or "bonds" not in x_t:
-                raise ValueError("this network models bonds: the state needs a 'bonds' field and cond needs bond_index")
-            e_state = x_t["bonds"][pair_lookup(bond_index.to(pos.device), pos.shape[0])(edges.src, edges.dst)]
-            edge_attr = torch.cat([edge_attr, nn.functional.one_hot(e_state, self.bond_states).to(dtype)], dim=-1)
+        edge_attr = edge_inputs(self, x_t, edges, bond_index)
         for layer in self.layers:
             h = layer(h, pos, edges, edge_attr)
         disp = self.vec_out(h)  # (N, 3): e3nn 0.6 orders l = 1 as (x, y, z), as its spherical harmonics
@@ -371,11 +377,7 @@ class E3NN(nn.Module):
         scal = h[:, : self.hidden]
         out = {"pos": remove_mean(out_pos, seg, b), "atom_types": self.atom_head(scal), "charges": self.charge_head(scal)}
         if self.bond_head is not None:
-            assert bond_index is not None
-            i, j = bond_index[0].to(pos.device), bond_index[1].to(pos.device)
-            r = rbf((pos[i] - pos[j]).pow(2).sum(-1, keepdim=True))
-            e_oh = nn.functional.one_hot(x_t["bonds"], self.bond_states).to(dtype)
-            out["bonds"] = self.bond_head(torch.cat([scal[i] + scal[j], r, e_oh], dim=-1))
+            out["bonds"] = bond_logits(self, scal, pos, x_t, bond_index)
         return out
 
 
