@@ -1,0 +1,1 @@
+"""polydiff audio plugin: diffusion speech enhancement (SGMSE+), unsupervised enhancement and a vocoder."""

@@ -1,0 +1,1 @@
+"""polydiff medical plugin: CT, MRI and ultrasound inverse problems with diffusion priors."""
