@@ -5,7 +5,11 @@ Definitions follow the reference (CSDI ``utils.py``, GluonTS ``mean_wQuantileLos
 * ``crps_quantile``: quantile levels ``q in {0.05, ..., 0.95}``;
   ``CRPS = mean_q 2 sum |(Q_q - y) m (1{y <= Q_q} - q)| / sum |y m|`` (the normalised weighted quantile
   loss papers report);
-* ``crps_sum``: the same after summing target and samples over features;
+* ``crps_sum`` (headline; CSDI's ``calc_quantile_CRPS_sum``, the definition behind the published CSDI /
+  TimeGrad tables): target and samples summed over *all* features, each time row weighted by the fraction of
+  its features that are targets (``mask.mean(-1)``), then the normalised weighted quantile loss;
+* ``crps_sum/complete_rows``: the stricter variant — only rows where every feature is a target, summing
+  target features only;
 * ``crps_exact``: the exact sample CRPS ``E|X - y| - E|X - X'| / 2``, averaged over target entries
   (not normalised; in the data's units);
 * ``mse``/``mae`` of the sample median; ``coverage_50``/``coverage_90``: fraction of target entries
@@ -30,7 +34,10 @@ def _check(samples: np.ndarray, target: np.ndarray, mask: np.ndarray) -> None:
 
 
 def crps_quantile(samples: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
-    """Normalised weighted quantile loss over :data:`QUANTILES` (CSDI/GluonTS CRPS)."""
+    """Normalised weighted quantile loss over :data:`QUANTILES` (CSDI/GluonTS CRPS).
+
+    ``mask`` is boolean (target entries) or a non-negative float weight per entry (CSDI's CRPS-sum rows).
+    """
     _check(samples, target, mask)
     m = mask.astype(np.float64)
     y = np.nan_to_num(target)
@@ -43,7 +50,20 @@ def crps_quantile(samples: np.ndarray, target: np.ndarray, mask: np.ndarray) -> 
 
 
 def crps_sum(samples: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
-    """:func:`crps_quantile` of the feature sums (entries where every feature is a target)."""
+    """CSDI's CRPS-sum: :func:`crps_quantile` of the sums over all features, rows weighted by their target fraction.
+
+    ``samples (N, ..., C)``, ``target``/``mask (..., C)`` -> the loss over rows ``(...)`` with weight
+    ``mask.mean(-1)``; samples are summed over every feature (known features carry their given values).
+    """
+    _check(samples, target, mask)
+    w = mask.astype(np.float64).mean(-1)
+    s = samples.sum(-1)
+    y = np.nan_to_num(target).sum(-1)
+    return crps_quantile(s, y, w)
+
+
+def crps_sum_complete_rows(samples: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
+    """:func:`crps_quantile` of the target-feature sums over rows where every feature is a target (NaN if none)."""
     _check(samples, target, mask)
     full = mask.all(axis=-1)
     s = np.where(mask, samples, 0.0).sum(-1)
@@ -84,6 +104,7 @@ def coverage(samples: np.ndarray, target: np.ndarray, mask: np.ndarray, level: f
 def probabilistic_metrics(samples: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """All of the above in one mapping."""
     out = {"crps": crps_quantile(samples, target, mask), "crps_sum": crps_sum(samples, target, mask),
+           "crps_sum/complete_rows": crps_sum_complete_rows(samples, target, mask),
            "crps_exact": crps_exact(samples, target, mask)}
     out.update(point_errors(samples, target, mask))
     out["coverage_50"] = coverage(samples, target, mask, 0.5)
@@ -91,4 +112,4 @@ def probabilistic_metrics(samples: np.ndarray, target: np.ndarray, mask: np.ndar
     return out
 
 
-__all__ = ["QUANTILES", "coverage", "crps_exact", "crps_quantile", "crps_sum", "point_errors", "probabilistic_metrics"]
+__all__ = ["QUANTILES", "coverage", "crps_exact", "crps_quantile", "crps_sum", "crps_sum_complete_rows", "point_errors", "probabilistic_metrics"]

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from polydiff_timeseries.metrics import coverage, crps_exact, crps_quantile, crps_sum, point_errors
+from polydiff_timeseries.metrics import coverage, crps_exact, crps_quantile, crps_sum, crps_sum_complete_rows, point_errors
 
 
 def test_exact_crps_matches_gaussian_closed_form():
@@ -32,6 +32,24 @@ def test_point_mass_reduces_to_normalised_absolute_error():
     assert np.isclose(crps_exact(samples, y, mask), 1.5 / 4)
     assert point_errors(samples, y, mask) == {"mse": (0.25 + 1.0) / 4, "mae": 1.5 / 4}
     assert np.isclose(crps_sum(samples, y, mask), (0.5 + 1.0) / (1.0 + 7.0))
+
+
+def test_crps_sum_variants_on_a_point_mass_with_a_partial_mask():
+    # rows: (target 1, 2, 3), (4, 5, 6); errors on the targets only. Row 0 has 2 of 3 targets, row 1 all.
+    y = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    mask = np.array([[True, True, False], [True, True, True]])
+    pred = y + np.array([[0.5, 0.5, 0.0], [-1.0, 0.0, 0.0]])
+    samples = np.repeat(pred[None], 7, axis=0)
+    # CSDI: sum all features (known feature carries its value), weight rows by their target fraction
+    w = np.array([2 / 3, 1.0])
+    csdi = (w * np.abs(pred.sum(-1) - y.sum(-1))).sum() / (w * np.abs(y.sum(-1))).sum()
+    assert np.isclose(crps_sum(samples, y, mask), csdi)
+    assert np.isclose(csdi, (2 / 3 * 1.0 + 1.0) / (2 / 3 * 6 + 15))
+    # complete rows only (row 1), target features only
+    assert np.isclose(crps_sum_complete_rows(samples, y, mask), 1.0 / 15.0)
+    # the two agree when every entry is a target
+    full = np.ones_like(mask)
+    assert np.isclose(crps_sum(samples, y, full), crps_sum_complete_rows(samples, y, full))
 
 
 def test_coverage_of_the_true_distribution():
