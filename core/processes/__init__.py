@@ -1,7 +1,7 @@
 """Forward processes and their registry: ``polydiff.processes.get(name, **params)``.
 
 Built-in names: ``vp-linear``, ``vp-cosine``, ``ve``, ``edm``, ``flow``, ``sub-vp`` (Gaussian),
-``ouve`` (mean-reverting toward ``cond['y']``), ``masked``, ``uniform`` and ``marginal`` (discrete) and
+``ouve`` (mean-reverting toward ``cond['y']``), ``sb-ve`` (the Schrödinger bridge to ``cond['y']``), ``masked``, ``uniform`` and ``marginal`` (discrete) and
 ``product`` (named components). Plugins add more through the ``register_processes`` hook: this
 layer never imports the plugin manager; :mod:`polydiff.plugins` installs itself as the source of
 :data:`TABLE` when it is imported (a built-in name never loads plugins).
@@ -15,6 +15,7 @@ from typing import Any
 from ..registry import BuiltinTable
 from ..schedules import SCHEDULES, get_schedule
 from .base import ForwardProcess, Noised
+from .bridge import BridgeProcess, BridgeVE, sb_ve
 from .discrete import (
     DISCRETE_SCHEDULES,
     DiscreteProcess,
@@ -50,6 +51,7 @@ def _ouve(cond_key: str = "y", **params: Any) -> MeanRevertingProcess:
 BUILTIN: dict[str, Callable[..., ForwardProcess]] = {
     **{name: (lambda name: (lambda **p: gaussian(name, **p)))(name) for name in SCHEDULES},
     "ouve": _ouve,
+    "sb-ve": sb_ve,
     "masked": MaskedProcess,
     "uniform": UniformProcess,
     "marginal": MarginalProcess,
@@ -83,6 +85,8 @@ def get(name: str, **params: Any) -> ForwardProcess:
 
 __all__ = [
     "BUILTIN",
+    "BridgeProcess",
+    "BridgeVE",
     "DISCRETE_SCHEDULES",
     "DiscreteProcess",
     "DiscreteScheduleValues",
