@@ -4,6 +4,7 @@ from .base import DataSpace, split_generator
 from .composite import CompositeSpace, infer_space
 from .dense import DenseSpace, MaskedSpace
 from .ragged import RaggedSpace, ZeroCoMSpace
+from .symmetric import SymmetricMatrixSpace
 
 __all__ = [
     "CompositeSpace",
@@ -11,6 +12,7 @@ __all__ = [
     "DenseSpace",
     "MaskedSpace",
     "RaggedSpace",
+    "SymmetricMatrixSpace",
     "ZeroCoMSpace",
     "infer_space",
     "split_generator",

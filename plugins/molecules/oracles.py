@@ -119,4 +119,73 @@ class ConformerMixtureOracle(nn.Module):
         return out
 
 
-__all__ = ["ConformerMixture", "ConformerMixtureOracle", "small_mixture"]
+@dataclass(frozen=True)
+class GraphSet:
+    """``K`` fixed 2D molecular graphs of ``n`` atoms, drawn with probabilities ``weights`` ``(K,)``: atom types and
+    charges ``(K, n)`` (class indices), bond classes on the pairs ``i < j`` ``(K, n (n - 1) / 2)`` (row-major upper
+    triangle, as ``torch.triu_indices(n, n, 1)``)."""
+
+    atom_types: Tensor
+    charges: Tensor
+    bonds: Tensor
+    weights: Tensor
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.atom_types.shape[1])
+
+    def field(self, key: str) -> Tensor:
+        return {"atom_types": self.atom_types, "charges": self.charges, "bonds": self.bonds}[key]
+
+
+def small_graph_set() -> GraphSet:
+    """Three 3-atom graphs over types (C, N, O), charges (-1, 0, +1) and bonds (none, single, double, triple, aromatic),
+    pairs ordered (0, 1), (0, 2), (1, 2): C=C-O (weight 0.5), N#C-C (0.3) and a charged O-C-N triangle (0.2)."""
+    types = torch.tensor([[0, 0, 2], [1, 0, 0], [2, 0, 1]])
+    charges = torch.tensor([[1, 1, 1], [1, 1, 1], [0, 1, 2]])
+    bonds = torch.tensor([[2, 0, 1], [3, 0, 1], [1, 1, 0]])
+    return GraphSet(types, charges, bonds, torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64))
+
+
+class GraphSetOracle(nn.Module):
+    """The exact ``p(x_0 | x_t)`` of a :class:`GraphSet` under a product of categorical processes
+    ``{"atom_types", "charges", "bonds"}``: ``p(k | x_t) ∝ w_k prod_fields prod_tokens q(x_t^i | g_k^i)``, and per token
+    ``p(x_0^i = c | x_t) = sum_k p(k | x_t) 1[g_k^i = c]``, returned as log-probabilities (``x0_logits``).
+
+    Called like :class:`~.graph2d.DigressNet` (``net(x_t, t, *, segment_ids, bond_index)``) on molecules of ``n``
+    atoms laid out molecule after molecule, atoms in graph order, pairs as ``tasks.pair_index``.
+    """
+
+    def __init__(self, graphs: GraphSet, process: ProductProcess) -> None:
+        super().__init__()
+        self.graphs = graphs
+        self.process = process
+        self.register_buffer("_dummy", torch.zeros(1, dtype=torch.float64))
+
+    def graph_posterior(self, x_t: Mapping[str, Tensor], t: Tensor) -> Tensor:
+        """``log p(k | x_t)``, ``(B, K)``."""
+        g = self.graphs
+        logp = torch.log(g.weights)[None].expand(t.shape[0], -1)
+        for key in ("atom_types", "charges", "bonds"):
+            proc = self.process.components[key]
+            assert isinstance(proc, DiscreteProcess)
+            table = g.field(key)  # (K, m)
+            alpha = proc.schedule(t.to(torch.float64)).alpha
+            xt = x_t[key].reshape(t.shape[0], -1)  # (B, m)
+            q = proc.marginal_probs(table[None].expand(xt.shape[0], -1, -1), alpha[:, None, None].expand(-1, *table.shape))
+            lik = q.gather(-1, xt[:, None, :, None].expand(-1, table.shape[0], -1, 1)).squeeze(-1)  # (B, K, m)
+            logp = logp + torch.log(lik.clamp(min=1e-300)).sum(-1)
+        return torch.log_softmax(logp, dim=-1)
+
+    def forward(self, x_t: Mapping[str, Tensor], t: Tensor, **_: object) -> dict[str, Tensor]:
+        post = self.graph_posterior(x_t, t).exp()
+        out = {}
+        for key in ("atom_types", "charges", "bonds"):
+            k_cls = self.process.components[key].vocab_size  # type: ignore[union-attr]
+            onehot = nn.functional.one_hot(self.graphs.field(key), k_cls).to(torch.float64)
+            probs = torch.einsum("bk,kmc->bmc", post, onehot).reshape(-1, k_cls)
+            out[key] = torch.log(probs.clamp(min=1e-300))
+        return out
+
+
+__all__ = ["ConformerMixture", "ConformerMixtureOracle", "GraphSet", "GraphSetOracle", "small_graph_set", "small_mixture"]

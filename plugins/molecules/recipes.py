@@ -155,7 +155,7 @@ class MoleculeRecipe(Recipe):
             "counts": {"atom_types": atoms, "charges": charges, "bonds": bonds.tolist()},
             "train_smiles": sorted({m.smiles for m in mols if getattr(m, "smiles", None)}),
         }
-        prop = cfg.model.cond_property
+        prop = getattr(cfg.model, "cond_property", "")
         if prop:
             vals = [m.properties.get(prop) for m in mols]
             if any(v is None for v in vals):

@@ -154,21 +154,23 @@ def _bond_matrix(rd: Any, n: int) -> np.ndarray:
     return b
 
 
-def write_all(s: MoleculeSamples, out_dir: Path, stem: str = "samples") -> list[Path]:
-    """SDF, SMILES, PNG grid and 3D-view PNG into ``out_dir``."""
+def write_all(s: MoleculeSamples, out_dir: Path, stem: str = "samples", *, views_3d: bool = True) -> list[Path]:
+    """SDF, SMILES, PNG grid and (``views_3d``) 3D-view PNG into ``out_dir``."""
     out_dir = Path(out_dir)
-    return [write_sdf(s, out_dir / f"{stem}.sdf"), write_smiles(s, out_dir / f"{stem}.smi"),
-            write_png_grid(s, out_dir / f"{stem}_grid.png"), write_3d_png(s, out_dir / f"{stem}_3d.png")]
+    files = [write_sdf(s, out_dir / f"{stem}.sdf"), write_smiles(s, out_dir / f"{stem}.smi"),
+             write_png_grid(s, out_dir / f"{stem}_grid.png")]
+    return files + [write_3d_png(s, out_dir / f"{stem}_3d.png")] if views_3d else files
 
 
 def write_molecules(samples: Sequence[Molecule] | MoleculeSamples, out_dir: Path, vocab: Vocabulary | None = None, *,
-                    bonds: BondSource = "model", nfe: int = 0) -> list[Path]:
-    """What the recipes call: :func:`write_all` for a list of molecules (or a :class:`MoleculeSamples`)."""
+                    bonds: BondSource = "model", nfe: int = 0, views_3d: bool = True) -> list[Path]:
+    """What the recipes call: :func:`write_all` for a list of molecules (or a :class:`MoleculeSamples`); the 2D
+    recipes pass ``views_3d=False`` (their molecules have no coordinates)."""
     if not isinstance(samples, MoleculeSamples):
         if vocab is None:
             raise ValueError("write_molecules needs the run's vocabulary for a list of molecules")
         samples = MoleculeSamples(tuple(samples), vocab, bonds, nfe)
-    return write_all(samples, Path(out_dir))
+    return write_all(samples, Path(out_dir), views_3d=views_3d)
 
 
 def read_molecules(path: Path, vocab: Vocabulary | None = None, strict: bool = False) -> list[Molecule]:

@@ -14,7 +14,7 @@ import pytest
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["molecules/edm", "molecules/eqgat"])
+@pytest.mark.parametrize("recipe", ["molecules/edm", "molecules/eqgat", "molecules/digress", "molecules/gdss"])
 def test_tiny_preset_trains_and_samples_sdf_and_png(recipe: str, tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "polydiff.cli"]
     run = tmp_path / "run"
