@@ -99,6 +99,13 @@ def write_png_grid(s: MoleculeSamples, path: Path, *, max_molecules: int = 24, p
             rdDepictor.Compute2DCoords(d)
         except Exception:  # noqa: BLE001
             pass
+        if ok is None and not _drawable(d):  # degenerate depictions of invalid graphs: draw the atoms only
+            bare = Chem.RWMol(d)
+            for b in list(bare.GetBonds()):
+                bare.RemoveBond(b.GetBeginAtomIdx(), b.GetEndAtomIdx())
+            d = bare.GetMol()
+            d.UpdatePropertyCache(strict=False)
+            rdDepictor.Compute2DCoords(d)
         mols.append(d)
         legends.append(f"sample_{i}" + ("" if ok is not None else " (invalid)"))
     img = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=(size, size), legends=legends, returnPNG=False)
@@ -106,6 +113,16 @@ def write_png_grid(s: MoleculeSamples, path: Path, *, max_molecules: int = 24, p
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(str(path))
     return path
+
+
+def _drawable(m: Any) -> bool:
+    from rdkit.Chem import Draw
+
+    try:
+        Draw.MolToImage(m, size=(60, 60))
+    except Exception:  # noqa: BLE001 - RDKit's drawer raises RuntimeError on zero-length bond vectors
+        return False
+    return True
 
 
 def write_3d_png(s: MoleculeSamples, path: Path, *, max_molecules: int = 6, per_row: int = 3) -> Path:

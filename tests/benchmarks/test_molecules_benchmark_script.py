@@ -51,3 +51,22 @@ def test_quick_budget_end_to_end_then_resumes(bench, tmp_path):
     for name in res["recipes"]:
         assert again["recipes"][name]["train"]["calls"] == 1
         assert again["recipes"][name]["main"] == res["recipes"][name]["main"]
+
+
+@pytest.mark.slow
+def test_2d_quick_budget_end_to_end(load_benchmark, tmp_path):
+    """``run_2d.py --budget quick``: both 2D recipes train, sample, and are scored in both decodings next to a data row."""
+    bench2d = load_benchmark("molecules/run_2d.py")
+    argv = ["--budget", "quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    res = bench2d.main(argv)
+    assert res["complete"] and set(res["recipes"]) == {"molecules/digress", "molecules/gdss"}
+    b = bench2d.BUDGETS["quick"]
+    for r in res["recipes"].values():
+        met = r["main"]["metrics"]
+        assert met["n_molecules@raw"] == met["n_molecules@valency-corrected"] == b["num_samples"]
+        assert met["validity/largest_fragment/model@valency-corrected"] >= met["validity/largest_fragment/model@raw"]
+        assert r["train"]["steps"] == b["train_steps"] and r["main"]["molecules_per_second"] > 0
+    data = res["data_row"]["metrics"]
+    assert data["validity/largest_fragment/model@raw"] == 1.0 and _finite(data["fcd/model@raw"]) and _finite(data["nspdk/model@raw"])
+    md = (tmp_path / "out" / "qm9_2d_quick_cpu.md").read_text()
+    assert "validity w/o correction" in md and "GDSS" in md
