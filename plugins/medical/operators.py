@@ -338,4 +338,41 @@ def zero_filled(op: MRIOperator, y: Tensor) -> Tensor:
     return op.pinv(y)
 
 
-__all__ = ["CTOperator", "MRIOperator", "MaskKind", "NoiseKind", "add_noise", "fbp", "mri_mask", "simulate_coil_maps", "zero_filled"]
+__all__ = ["CTOperator", "MRIOperator", "ScaledOperator", "normalised", "MaskKind", "NoiseKind", "add_noise", "fbp", "mri_mask", "simulate_coil_maps", "zero_filled"]
+
+
+class ScaledOperator:
+    """``s A`` for a linear operator ``A`` (e.g. ``s = 1 / ||A||`` to normalise CT so CG and step sizes are scale-free)."""
+
+    linear = True
+
+    def __init__(self, operator: Any, scale: float) -> None:
+        self.operator = operator
+        self.scale = float(scale)
+        self.image_shape = operator.image_shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.scale * self.operator.forward(x)
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        return self.scale * self.operator.adjoint(y)
+
+    def pinv(self, y: Tensor) -> Tensor:
+        return self.operator.pinv(y / self.scale)
+
+    def normal(self, x: Tensor) -> Tensor:
+        return self.adjoint(self.forward(x))
+
+    def norm(self) -> float:
+        return abs(self.scale) * self.operator.norm()
+
+    def range_space(self, space: Any) -> Any:
+        return self.operator.range_space(space)
+
+    def __repr__(self) -> str:
+        return f"{self.scale:.4g} * {self.operator!r}"
+
+
+def normalised(operator: Any) -> ScaledOperator:
+    """``A / ||A||_2``."""
+    return ScaledOperator(operator, 1.0 / operator.norm())
