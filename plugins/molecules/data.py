@@ -586,7 +586,9 @@ def load_user_data(path: str | Path, vocab: Vocabulary | None = None, strict: bo
         for rec_no, m in _records(f, sanitize):
             if isinstance(m, tuple):  # SMILES
                 m = embed_smiles(m[1], seed=seed) if m[2] is not None else None
-            elif m is not None and m.GetNumConformers() and not m.GetConformer().Is3D():
+            elif sanitize and m is not None and m.GetNumConformers() and not m.GetConformer().Is3D():
+                # training data given as 2D records get 3D conformers; molecules being scored (sanitize=False,
+                # e.g. a 2D recipe's samples) are kept as written, valid or not
                 m = embed_smiles(Chem.MolToSmiles(m), seed=seed)
             if m is not None and not sanitize and not isinstance(m, tuple):
                 m = _sanitised_if_possible(m)
