@@ -2,4 +2,12 @@
 
 from __future__ import annotations
 
-from polydiff import hookimpl  # noqa: F401  (hooks are added with the recipes)
+from polydiff import hookimpl
+
+
+@hookimpl
+def register_recipes(register):  # type: ignore[no-untyped-def]
+    """``audio/sgmse``."""
+    from .recipes import SGMSERecipe
+
+    register(SGMSERecipe())

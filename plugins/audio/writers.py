@@ -17,7 +17,7 @@ class EnhancedSamples:
     """Enhanced clips, one per input: ``audio[i]`` ``(N_i,)`` float32 at ``sample_rates[i]`` for ``names[i]``.
 
     ``noisy`` holds the inputs (same lengths and rates) for the spectrogram figures; ``nfe`` and ``seconds`` are
-    per clip (network evaluations, wall-clock).
+    per clip (network evaluations, wall-clock); ``clean`` the references of generated held-out mixtures (or empty).
     """
 
     names: tuple[str, ...]
@@ -26,6 +26,7 @@ class EnhancedSamples:
     noisy: tuple[np.ndarray, ...] = ()
     nfe: tuple[int, ...] = ()
     seconds: tuple[float, ...] = ()
+    clean: tuple[np.ndarray, ...] = ()
 
 
 def write_wavs(samples: EnhancedSamples, out_dir: str | Path) -> list[Path]:
@@ -39,6 +40,23 @@ def write_wavs(samples: EnhancedSamples, out_dir: str | Path) -> list[Path]:
         p = out / f"{Path(name).stem}.wav"
         sf.write(str(p), np.clip(np.asarray(a, dtype=np.float32), -1.0, 1.0), int(sr), subtype="PCM_16")
         paths.append(p)
+    return paths
+
+
+def write_samples(samples: EnhancedSamples, out_dir: str | Path, *, spectrograms: bool = True, max_figures: int = 4) -> list[Path]:
+    """Enhanced WAVs in ``OUT``; the inputs in ``OUT/noisy`` and references in ``OUT/clean`` when known; spectrogram
+    PNGs (noisy / enhanced / clean) of the first ``max_figures`` clips in ``OUT/spectrograms``."""
+    out = Path(out_dir)
+    paths = write_wavs(samples, out)
+    if samples.clean:
+        paths += write_wavs(EnhancedSamples(samples.names, samples.noisy, samples.sample_rates), out / "noisy")
+        paths += write_wavs(EnhancedSamples(samples.names, samples.clean, samples.sample_rates), out / "clean")
+    if spectrograms and samples.noisy:
+        for i in range(min(max_figures, len(samples.names))):
+            panels = [("noisy", samples.noisy[i]), ("enhanced", samples.audio[i])]
+            if samples.clean:
+                panels.append(("clean", samples.clean[i]))
+            paths.append(spectrogram_png(out / "spectrograms" / f"{Path(samples.names[i]).stem}.png", panels, samples.sample_rates[i]))
     return paths
 
 
@@ -87,4 +105,4 @@ def spectrogram_png(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
     return p
 
 
-__all__ = ["EnhancedSamples", "read_wavs", "spectrogram_png", "write_wavs"]
+__all__ = ["EnhancedSamples", "read_wavs", "spectrogram_png", "write_samples", "write_wavs"]

@@ -1,0 +1,97 @@
+"""Configuration of the audio recipes (nested frozen dataclasses) and presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from polydiff.recipes import EvalConfig as BaseEvalConfig
+from polydiff.recipes import SampleConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class AudioDataConfig:
+    """``data``: where clean speech and noise come from and how training examples are cut.
+
+    ``path``: a user folder (``noisy/`` + ``clean/`` pairs, or ``clean/`` + ``noise/`` mixed at ``snrs``); without it
+    the recipe trains on generated speech-like signals mixed with generated noise (no downloads). The benchmark
+    (``benchmarks/audio/run.py``) writes the fillets-ng speech, split by speaker, as such a folder.
+    """
+
+    path: str | None = None
+    strict: bool = False  # refuse unreadable or empty files instead of skipping them
+    sample_rate: int = 16000
+    snrs: tuple[float, ...] = (-5.0, 0.0, 5.0, 10.0)
+    segment_frames: int = 256  # STFT frames per training crop (256 = 2.04 s at hop 128)
+    train_items: int = 100000  # mixtures per epoch (made on the fly, seeded by index)
+    val_items: int = 16
+    synthetic_clips: int = 64
+    synthetic_seconds: float = 3.0
+    val_fraction: float = 0.1  # user folders: the share of clips held out (by file)
+
+
+@dataclass(frozen=True)
+class AudioModelConfig:
+    """``model``: the process toward the noisy mixture and the U-Net size."""
+
+    process: Literal["ouve", "sb-ve"] = "ouve"
+    theta: float = 1.5
+    sigma_min: float = 0.05
+    sigma_max: float = 0.5
+    sb_k: float = 2.6
+    sb_c: float = 0.4
+    prediction: Literal["auto", "eps", "x0"] = "auto"  # auto: eps (score matching) for ouve, x0 (data prediction) for sb-ve
+    size: Literal["tiny", "small", "base"] = "small"
+    ch: int = 0  # 0: from size
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class AudioSampleConfig(SampleConfig):
+    """``sample``: the sampler (pc = reverse diffusion + annealed Langevin), chunking of long inputs."""
+
+    sampler: str = "pc"
+    steps: int = 30
+    batch_size: int = 8
+    num: int = 4
+    snr: float = 0.5  # pc corrector step size (SGMSE's r)
+    corrector_steps: int = 1
+    chunk_frames: int = 256  # frames per chunk for long inputs (bounded memory)
+    overlap_frames: int = 64  # cross-faded overlap between chunks
+    spectrograms: bool = True  # write noisy / enhanced / clean PNGs next to the WAVs (first 4 clips)
+
+
+@dataclass(frozen=True)
+class AudioEvalConfig(BaseEvalConfig):
+    """``eval``: number of held-out mixtures, their length, and an optional reference folder of clean WAVs."""
+
+    num_clips: int = 8
+    seconds: float = 3.0
+    reference: str | None = None
+    baselines: bool = True
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """An audio recipe's config."""
+
+    data: AudioDataConfig = field(default_factory=AudioDataConfig)
+    model: AudioModelConfig = field(default_factory=AudioModelConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=20000, batch_size=8, lr=1e-4, warmup_steps=100,
+                                                                   ema_decay=0.999, bf16=False, checkpoint_every=1000))
+    sample: AudioSampleConfig = field(default_factory=AudioSampleConfig)
+    eval: AudioEvalConfig = field(default_factory=AudioEvalConfig)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"model.size": "tiny", "data.segment_frames": 32, "data.synthetic_clips": 16, "data.synthetic_seconds": 2.0,
+             "data.val_items": 4, "train.steps": 150, "train.batch_size": 4, "train.lr": 2e-3, "train.warmup_steps": 10,
+             "train.ema_decay": 0.95, "train.checkpoint_every": 150, "train.log_every": 25, "sample.steps": 8, "sample.num": 2,
+             "sample.chunk_frames": 64, "sample.overlap_frames": 16, "eval.num_clips": 2, "eval.seconds": 2.0},
+    "small": {"model.size": "small", "data.segment_frames": 128, "train.steps": 4000, "train.batch_size": 8, "train.lr": 5e-4,
+              "train.ema_decay": 0.995},
+    "base": {"model.size": "base", "data.segment_frames": 256, "train.steps": 200000, "train.batch_size": 16, "train.lr": 1e-4,
+             "train.ema_decay": 0.999, "eval.num_clips": 64},
+}
+
+__all__ = ["AudioConfig", "AudioDataConfig", "AudioEvalConfig", "AudioModelConfig", "AudioSampleConfig", "PRESETS"]
