@@ -43,6 +43,7 @@ class AudioModelConfig:
     prediction: Literal["auto", "eps", "x0"] = "auto"  # auto: eps (score matching) for ouve, x0 (data prediction) for sb-ve
     size: Literal["tiny", "small", "base"] = "small"
     ch: int = 0  # 0: from size
+    ch_mult: tuple[int, ...] = ()  # (): from size
     dropout: float = 0.0
 
 

@@ -163,6 +163,8 @@ class SGMSERecipe(Recipe):
         size = dict(SIZES[m.size])
         if m.ch:
             size["ch"] = m.ch
+        if m.ch_mult:
+            size["ch_mult"] = tuple(m.ch_mult)
         net = NCSNppLite(**size, dropout=m.dropout)
         pred = m.prediction if m.prediction != "auto" else ("eps" if m.process == "ouve" else "x0")
         return polydiff.Denoiser(net, self.process(cfg), prediction=pred)
