@@ -166,7 +166,7 @@ class SGMSERecipe(Recipe):
         if m.ch_mult:
             size["ch_mult"] = tuple(m.ch_mult)
         net = NCSNppLite(**size, dropout=m.dropout)
-        pred = m.prediction if m.prediction != "auto" else ("eps" if m.process == "ouve" else "x0")
+        pred = "x0" if m.prediction == "auto" else m.prediction
         return polydiff.Denoiser(net, self.process(cfg), prediction=pred)
 
     # -- enhancement -----------------------------------------------------------------------------
