@@ -266,9 +266,6 @@ class Graph2DRecipe(MoleculeRecipe):
             reference, _ = data.load_qm9(hydrogens=cfg.data.hydrogens, split="test", max_molecules=cfg.eval.reference_molecules)
         return evaluate_2d(generated, reference, stats.get("train_smiles", []), vocab, fcd_nspdk=cfg.eval.fcd_nspdk)
 
-    def report(self, metrics: Mapping[str, float], samples_dir: Path, out_dir: Path) -> str:
-        return super().report(metrics, samples_dir, out_dir)
-
 
 def evaluate_2d(generated: list[Any], reference: list[Any], train_smiles: Any, vocab: Any, *, fcd_nspdk: bool = True) -> dict[str, float]:
     """``metrics.evaluate_molecules`` on the ``raw`` and the ``valency-corrected`` molecules, keys suffixed ``@variant``
