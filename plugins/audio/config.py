@@ -89,8 +89,8 @@ class AudioConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"model.size": "tiny", "data.segment_frames": 32, "data.synthetic_clips": 16, "data.synthetic_seconds": 2.0,
-             "data.val_items": 4, "train.steps": 150, "train.batch_size": 4, "train.lr": 2e-3, "train.warmup_steps": 10,
-             "train.ema_decay": 0.95, "train.checkpoint_every": 150, "train.log_every": 25, "sample.steps": 8, "sample.num": 2,
+             "data.val_items": 4, "train.steps": 120, "train.batch_size": 4, "train.lr": 2e-3, "train.warmup_steps": 10,
+             "train.ema_decay": 0.95, "train.checkpoint_every": 120, "train.log_every": 25, "sample.steps": 8, "sample.num": 2,
              "sample.chunk_frames": 64, "sample.overlap_frames": 16, "eval.num_clips": 2, "eval.seconds": 2.0},
     "small": {"model.size": "small", "data.segment_frames": 128, "train.steps": 4000, "train.batch_size": 8, "train.lr": 5e-4,
               "train.ema_decay": 0.995},

@@ -27,12 +27,13 @@ from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
 from polydiff.seeding import mix_seed
 
 from .backbones import SIZES, NCSNppLite, pad_frames
+from .chunking import ChunkedSpectrogram, OverlapAdd, chunk_starts
 from .config import PRESETS, AudioConfig
 from .data import (
     AUDIO_EXTENSIONS, TEST_NOISES, TRAIN_NOISES, Clip, audio_files, load_user_folder, mixture, read_audio,
     resample, synthetic_corpus, synthetic_noises,
 )
-from .transforms import SpecConfig, spec_to_wav, wav_to_spec
+from .transforms import SpecConfig, wav_to_spec
 from .writers import EnhancedSamples, read_wavs, write_samples
 
 
@@ -174,29 +175,29 @@ class SGMSERecipe(Recipe):
                 options: Mapping[str, Any] | None = None) -> tuple[np.ndarray, int]:
         """Enhance one mono clip ``(N,)`` at the model's rate; returns ``(enhanced (N,), NFE per chunk)``.
 
-        The spectrogram is cut into chunks of ``sample.chunk_frames`` frames overlapping by ``sample.overlap_frames``;
-        each chunk is sampled on its own (generator ``mix_seed(seed, chunk)``), and the chunks are cross-faded with
-        linear ramps over the overlaps and summed (weights normalised to one), then inverted to a waveform.
+        The spectrogram is cut into chunks of ``sample.chunk_frames`` frames overlapping by ``sample.overlap_frames``,
+        computed chunk by chunk from the waveform; each chunk is sampled on its own (generator ``mix_seed(seed, chunk)``),
+        ``sample.batch_size`` chunks at a time, and the chunks are cross-faded with linear ramps over the overlaps and
+        inverted to the waveform as they finish (:mod:`polydiff_audio.chunking`): memory beyond the input and output
+        waveforms does not grow with the length.
         """
         spec = spec_config(cfg)
         device, dtype = _device_dtype(model)
         y_wav, _, scale = normalise(np.asarray(noisy, dtype=np.float32))
-        Y = wav_to_spec(torch.from_numpy(np.ascontiguousarray(y_wav, dtype=np.float32))[None], spec)[0]  # (2, F, T)
-        T = Y.shape[-1]
+        source = ChunkedSpectrogram(np.ascontiguousarray(y_wav, dtype=np.float32), spec)
+        T = source.frames
         chunk = max(8, int(cfg.sample.chunk_frames))
         overlap = min(max(0, int(cfg.sample.overlap_frames)), chunk // 2)
-        starts = [0] if T <= chunk else list(range(0, T - chunk, chunk - overlap)) + [T - chunk]
+        starts = chunk_starts(T, chunk, overlap)
         size = min(chunk, T)
-        out = torch.zeros_like(Y, dtype=torch.float32)
-        weight = torch.zeros(T)
+        sink = OverlapAdd(len(y_wav), spec, overlap)
         opts = self._sampler_options(cfg, sampler, options or {})
         multiple = model.net.multiple if hasattr(model.net, "multiple") else 1
         nfe = 0
         bs = max(1, int(cfg.sample.batch_size))
         for b0 in range(0, len(starts), bs):
             group = starts[b0:b0 + bs]
-            ys = torch.stack([Y[:, :, s:s + size] for s in group])
-            ys, _ = pad_frames(ys, multiple)
+            ys, _ = pad_frames(torch.stack([source.chunk(s, size) for s in group]), multiple)
             gens = [torch.Generator(device=device).manual_seed(mix_seed(seed, b0 + j)) for j in range(len(group))]
             with torch.no_grad():
                 r = polydiff.sample(model, shape=tuple(ys.shape), sampler=sampler, steps=steps, generator=gens,
@@ -204,12 +205,9 @@ class SGMSERecipe(Recipe):
             nfe = r.nfe  # network evaluations per chunk (every chunk gets the same)
             xs = r.x.float().cpu()[..., :size]
             for j, s in enumerate(group):
-                w = _crossfade(size, overlap, first=s == 0, last=s + size >= T)
-                out[:, :, s:s + size] += xs[j] * w
-                weight[s:s + size] += w
-        out = out / weight.clamp(min=1e-8)
-        wav = spec_to_wav(out[None].double(), spec, len(y_wav))[0].numpy().astype(np.float32)
-        return wav * scale, nfe
+                sink.add(s, xs[j])
+            sink.flush(starts[b0 + bs] if b0 + bs < len(starts) else T)
+        return sink.result() * scale, nfe
 
     @staticmethod
     def _sampler_options(cfg: AudioConfig, sampler: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -321,18 +319,6 @@ class SGMSERecipe(Recipe):
 def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     p = next(model.parameters(), None)
     return (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
-
-
-def _crossfade(size: int, overlap: int, *, first: bool, last: bool) -> torch.Tensor:
-    """Chunk weights ``(size,)``: linear ramps over the overlaps (none at the ends of the input)."""
-    w = torch.ones(size)
-    if overlap > 0:
-        ramp = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap
-        if not first:
-            w[:overlap] = ramp
-        if not last:
-            w[-overlap:] = ramp.flip(0)
-    return w
 
 
 __all__ = ["MixtureDataset", "PairedDataset", "SGMSERecipe", "normalise", "spec_config"]

@@ -34,3 +34,22 @@ def test_compression_is_the_stated_map_and_inverts():
     torch.testing.assert_close(decompress(c, cfg), z)
     x = to_channels(stft(torch.randn(1, 4000, dtype=torch.float64), cfg))
     torch.testing.assert_close(to_channels(from_channels(x)), x)
+
+
+def test_chunked_stft_and_incremental_inverse_match_the_global_transform():
+    from polydiff_audio.chunking import ChunkedSpectrogram, OverlapAdd, chunk_starts
+
+    cfg = SpecConfig()
+    wav = (0.3 * torch.randn(20000, generator=torch.Generator().manual_seed(2))).numpy()
+    full = wav_to_spec(torch.from_numpy(wav)[None], cfg)[0]
+    src = ChunkedSpectrogram(wav, cfg)
+    starts = chunk_starts(src.frames, 40, 10)
+    assert starts[0] == 0 and starts[-1] == src.frames - 40 and len(starts) > 3
+    sink = OverlapAdd(len(wav), cfg, 10)
+    for i, s in enumerate(starts):
+        c = src.chunk(s, 40)
+        torch.testing.assert_close(c, full[:, :, s:s + 40], atol=1e-5, rtol=1e-5)
+        sink.add(s, c)
+        if i % 2 == 1:
+            sink.flush(starts[i + 1] if i + 1 < len(starts) else src.frames)
+    assert abs(sink.result() - wav).max() < 1e-4
