@@ -316,6 +316,20 @@ class SGMSERecipe(Recipe):
         return evaluate_model(self, model, cfg)
 
 
+    def report(self, metrics: Mapping[str, float], samples_dir: Path, out_dir: Path) -> str:
+        """The metrics table and the first noisy / enhanced / clean spectrogram figure."""
+        import shutil
+
+        md = super().report(metrics, samples_dir, out_dir)
+        figs = sorted((Path(samples_dir) / "spectrograms").glob("*.png"))
+        if figs:
+            dest = Path(out_dir) / f"audio_sgmse_{figs[0].name}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(figs[0], dest)
+            md += f"\n![noisy / enhanced / clean spectrograms]({dest.name})\n"
+        return md
+
+
 def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     p = next(model.parameters(), None)
     return (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
