@@ -11,8 +11,12 @@ Protocol:
    context-FID and correlational scores on [0, 1]-scaled windows, next to the Diffusion-TS paper row.
 2. Forecasting and imputation on vic_elec (Demand, Temperature; half-hourly): the same unconditional
    checkpoint conditioned by replacement, reconstruction guidance and both, plus a CSDI-style
-   mask-conditioned model; baselines: seasonal naive (one day back) for forecasts, linear
-   interpolation for imputation. Metrics in original units on held-out (last 10%) windows.
+   mask-conditioned model; baselines: seasonal naive (one day back) for forecasts, linear and seasonal
+   interpolation for imputation, and — when ``bash benchmarks/timeseries/setup_classical.sh`` has made
+   their environment — statsforecast's MSTL (+ AutoETS trend), AutoETS and AutoARIMA given the 28 days
+   before each forecast origin (as a forecaster would) and given only the window's context, their
+   prediction intervals turned into quantiles (``classical.py``). Metrics in original units on held-out
+   (last 10%) windows, every row through the same CRPS code.
 3. Quality and time vs steps: DDIM and DPM-Solver++(2M) at 10, 25, 50, 100, 500 NFE (forecast CRPS
    and seconds per 100 samples).
 
@@ -24,7 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,13 +55,16 @@ PAPER = {  # Diffusion-TS (ICLR 2024), length 24, README fig. 2 (mean of 5 runs)
 BUDGETS = {
     # CPU minutes: tiny models on the first rows, scoring networks barely trained, one run
     "quick": {"preset": "tiny", "train_steps": 1500, "max_rows": 3000, "eval_windows": 200, "gru_iters": 200, "fid_iters": 100,
-              "runs": 1, "gen_steps": 50, "fc_windows": 8, "fc_samples": 32, "nfe": [10, 25, 50], "vic_rows": 6000},
+              "runs": 1, "gen_steps": 50, "fc_windows": 8, "fc_samples": 32, "nfe": [10, 25, 50], "vic_rows": 6000,
+              "classical": "mstl-ets,autoets"},
     # CPU tens of minutes: the `small` model on the full data, the paper's scoring iterations, 3 runs
     "small": {"preset": "small", "train_steps": 3000, "max_rows": 0, "eval_windows": 1000, "gru_iters": 2000, "fid_iters": 300,
-              "runs": 3, "gen_steps": 50, "fc_windows": 16, "fc_samples": 50, "nfe": [10, 25, 50, 100, 500], "vic_rows": 0},
+              "runs": 3, "gen_steps": 50, "fc_windows": 16, "fc_samples": 50, "nfe": [10, 25, 50, 100, 500], "vic_rows": 0,
+              "classical": "mstl-ets,autoets,autoarima"},
     # the paper's budget (GPU)
     "base": {"preset": "base", "train_steps": 12000, "max_rows": 0, "eval_windows": 3000, "gru_iters": 2000, "fid_iters": 1000,
-             "runs": 5, "gen_steps": 100, "fc_windows": 64, "fc_samples": 100, "nfe": [10, 25, 50, 100, 500], "vic_rows": 0},
+             "runs": 5, "gen_steps": 100, "fc_windows": 64, "fc_samples": 100, "nfe": [10, 25, 50, 100, 500], "vic_rows": 0,
+             "classical": "mstl-ets,autoets,autoarima"},
 }
 
 
@@ -112,30 +121,134 @@ def linear_interp(vals: np.ndarray, known: np.ndarray) -> np.ndarray:
     return out
 
 
+def seasonal_interp(series: Series, starts: np.ndarray, vals: np.ndarray, known: np.ndarray, period: int, days: int = 28) -> np.ndarray:
+    """Linear interpolation of the deseasonalised window: the profile is the mean by slot of the ``days`` before it."""
+    out = vals.copy()
+    slots = np.arange(vals.shape[1])
+    for w, s in enumerate(starts):
+        hist = series.values[s - days * period:s]
+        prof = np.nanmean(hist.reshape(days, period, -1), axis=0)  # (period, C), slot j = time s - period + j
+        season = prof[slots % period]
+        for c in range(vals.shape[2]):
+            k = known[w, :, c]
+            if k.any():
+                out[w, :, c] = season[:, c] + np.interp(slots, np.flatnonzero(k), vals[w, k, c] - season[k, c])
+    return out
+
+
+CLASSICAL_ENV = Path(__file__).resolve().parent / ".venv-classical" / "bin" / "python"
+
+
+def quantile_samples(q: np.ndarray, n: int = 1001) -> np.ndarray:
+    """Samples ``(n, ...)`` whose sample quantiles at 0.05, ..., 0.95 are exactly ``q (..., 19)``.
+
+    The quantile function is interpolated linearly in normal-score space (exact for Gaussian intervals,
+    which ETS and ARIMA give) and extrapolated with the outer slopes; ``u = k / (n - 1)`` puts every level
+    on a grid point (``np.quantile``'s linear rule then returns the given value).
+    """
+    from scipy.special import ndtri
+
+    levels = np.arange(1, 20) / 20.0
+    u = np.clip(np.arange(n) / (n - 1), 0.5 / (n - 1), 1 - 0.5 / (n - 1))
+    zk, zu = ndtri(levels), ndtri(u)
+    flat = q.reshape(-1, 19)
+    lo = (flat[:, 1] - flat[:, 0]) / (zk[1] - zk[0])
+    hi = (flat[:, -1] - flat[:, -2]) / (zk[-1] - zk[-2])
+    out = np.stack([np.interp(zu, zk, row) for row in flat], axis=1)  # (n, M)
+    out = np.where(zu[:, None] < zk[0], flat[None, :, 0] + (zu[:, None] - zk[0]) * lo[None], out)
+    out = np.where(zu[:, None] > zk[-1], flat[None, :, -1] + (zu[:, None] - zk[-1]) * hi[None], out)
+    return out.reshape(n, *q.shape[:-1])
+
+
+def classical_forecasts(series: Series, starts: np.ndarray, L: int, h: int, period: int, python: Path,
+                        models: str) -> dict[str, tuple[np.ndarray, float]]:
+    """statsforecast rows: ``{label: (quantiles (W, h, C, 19), seconds)}`` (empty when its environment is absent)."""
+    if not python.exists():
+        print(f"classical baselines skipped: {python} not found (bash benchmarks/timeseries/setup_classical.sh)", file=sys.stderr)
+        return {}
+    history_steps = 28 * period
+    origins = starts + L - h
+    hist = np.stack([series.values[o - history_steps:o] for o in origins]).astype(np.float64)
+    hist[~np.stack([series.observed[o - history_steps:o] for o in origins])] = np.nan
+    contexts = [history_steps, L - h]
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(src, history=hist, horizon=h, season_lengths=[period, 7 * period], contexts=contexts)
+        subprocess.run([str(python), str(Path(__file__).with_name("classical.py")), "--input", str(src), "--output", str(dst),
+                        "--models", models], check=True)
+        res = dict(np.load(dst))
+    rows = {}
+    for key in sorted(k for k in res if k.startswith("q/")):
+        _, model, ctx = key.split("/")
+        label = f"{model} ({'28 d history' if int(ctx) == history_steps else f'{ctx}-step context'})"
+        rows[label] = (res[key], float(res[f"seconds/{model}/{ctx}"]))
+    return rows
+
+
+FC_WINDOW, FC_HORIZON, FC_PERIOD = 96, 24, 48
+
+
+def forecast_windows(b: dict, series: Series) -> dict:
+    """The held-out windows every row is scored on: starts, values/observed ``(W, L, C)``, both tasks' known masks."""
+    L, h, period = FC_WINDOW, FC_HORIZON, FC_PERIOD
+    T = len(series.values)
+    cut = int(T * 0.9)
+    starts = np.linspace(max(cut, period), T - L, b["fc_windows"]).astype(int)
+    vals = np.stack([series.values[s:s + L] for s in starts])
+    obs = np.stack([series.observed[s:s + L] for s in starts])
+    known_f = torch.from_numpy(obs) & forecast_mask(L, vals.shape[-1], h)[None]
+    rng = np.random.default_rng(0)
+    known_i = torch.from_numpy(obs & (rng.random(obs.shape) >= 0.5))
+    return {"starts": starts, "vals": vals, "obs": obs, "known": {"forecast": known_f, "impute": known_i}}
+
+
+def baseline_rows(b: dict, series: Series, w: dict, task: str) -> dict:
+    """The non-diffusion rows of one task, through the same metric code."""
+    L, h, period = FC_WINDOW, FC_HORIZON, FC_PERIOD
+    starts, vals, known = w["starts"], w["vals"], w["known"][task].numpy()
+    target = w["obs"] & ~known
+    rows = {}
+    if task == "forecast":
+        rows["seasonal-naive"] = probabilistic_metrics(seasonal_naive(series, starts, L, h, period)[None], vals, target)
+        for label, (q, secs) in classical_forecasts(series, starts, L, h, period, Path(b["classical_python"]), b["classical"]).items():
+            draws = np.repeat(vals[None], 1001, axis=0)
+            draws[:, :, L - h:] = quantile_samples(q)
+            rows[label] = {**probabilistic_metrics(draws, vals, target), "seconds": secs}
+    else:
+        filled = np.nan_to_num(vals)
+        rows["linear-interp"] = probabilistic_metrics(linear_interp(filled, known)[None], vals, target)
+        rows["seasonal-interp"] = probabilistic_metrics(seasonal_interp(series, starts, filled, known, period)[None], vals, target)
+    return rows
+
+
+def vic_config(b: dict):
+    return resolve(b["preset"], **{"data.name": "vic_elec", "data.window": FC_WINDOW, "data.max_rows": b["vic_rows"],
+                                   "train.steps": b["train_steps"], "data.stride": 4, "train.log_every": 10**9})
+
+
+def baselines(b: dict) -> dict:
+    """The baseline rows alone (no training): ``--only baselines``."""
+    series = DiffusionTSRecipe()._series(vic_config(b))
+    w = forecast_windows(b, series)
+    return {"window": FC_WINDOW, "horizon": FC_HORIZON, **{task: baseline_rows(b, series, w, task) for task in ("forecast", "impute")}}
+
+
 def forecasting(b: dict, out: Path) -> dict:
-    L, h, period = 96, 24, 48
-    over = {"data.name": "vic_elec", "data.window": L, "data.max_rows": b["vic_rows"], "train.steps": b["train_steps"],
-            "data.stride": 4, "train.log_every": 10**9}
+    L, h = FC_WINDOW, FC_HORIZON
     res: dict = {"window": L, "horizon": h}
     dts, csdi = DiffusionTSRecipe(), CSDIRecipe()
-    cfg = resolve(b["preset"], **over)
+    cfg = vic_config(b)
     m_dts, s1 = train_recipe(dts, cfg, out / "vic-dts", b["device"])
     m_csdi, s2 = train_recipe(csdi, cfg, out / "vic-csdi", b["device"])
     res["train_seconds"] = {"diffusion-ts": s1, "csdi": s2}
     run = RunDir(out / "vic-dts")
     sc = dts.scaler(cfg, run)
     series = dts._series(cfg)
-    T = len(series.values)
-    cut = int(T * 0.9)
-    starts = np.linspace(max(cut, period), T - L, b["fc_windows"]).astype(int)
-    vals = np.stack([series.values[s:s + L] for s in starts])
-    obs = np.stack([series.observed[s:s + L] for s in starts])
+    w = forecast_windows(b, series)
+    starts, vals, obs = w["starts"], w["vals"], w["obs"]
     y = torch.from_numpy(np.nan_to_num(sc.transform(vals))).float()
-    c = vals.shape[-1]
-    known_f = torch.from_numpy(obs) & forecast_mask(L, c, h)[None]
-    rng = np.random.default_rng(0)
-    known_i = torch.from_numpy(obs & (rng.random(obs.shape) >= 0.5))
-    for task, known in (("forecast", known_f), ("impute", known_i)):
+    known_f = w["known"]["forecast"]
+    for task, known in w["known"].items():
         target = (torch.from_numpy(obs) & ~known).numpy()
         rows = {}
         for label, model, method in (("replacement", m_dts, "replacement"), ("reconstruction", m_dts, "reconstruction"),
@@ -144,8 +257,7 @@ def forecasting(b: dict, out: Path) -> dict:
             r = sample_windows(model, y, known, num=b["fc_samples"], method=method, sampler="ddim", steps=50, seed=0)
             rows[label] = probabilistic_metrics(sc.inverse(r.x.double().numpy()), vals, target)
             rows[label]["seconds"] = time.perf_counter() - t0
-        base = seasonal_naive(series, starts, L, h, period) if task == "forecast" else linear_interp(np.nan_to_num(vals), known.numpy())
-        rows["seasonal-naive" if task == "forecast" else "linear-interp"] = probabilistic_metrics(base[None], vals, target)
+        rows.update(baseline_rows(b, series, w, task))
         res[task] = rows
     # quality and time vs steps (forecast task, diffusion-ts + reconstruction guidance)
     speed = []
@@ -170,11 +282,15 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="benchmarks/timeseries/results")
     ap.add_argument("--work", default="/tmp/polydiff-ts-bench", help="run directories (checkpoints are reused)")
-    ap.add_argument("--only", choices=["generation", "forecasting"], default=None)
+    ap.add_argument("--only", choices=["generation", "forecasting", "baselines"], default=None,
+                    help="one part; 'baselines' scores only the non-diffusion rows on the forecasting windows (no training)")
+    ap.add_argument("--classical-python", default=str(CLASSICAL_ENV),
+                    help="python of the statsforecast environment (made by benchmarks/timeseries/setup_classical.sh)")
     ap.add_argument("--nfe", default=None, help="comma-separated step counts for the speed sweep (default: the budget's)")
     args = ap.parse_args()
     name = "quick" if args.quick else (args.budget or "base")
     b = budget(name, args.device)
+    b["classical_python"] = args.classical_python
     if args.nfe:
         b["nfe"] = [int(v) for v in args.nfe.split(",")]
     work = Path(args.work) / name
@@ -186,6 +302,8 @@ def main() -> None:
         res["paper"] = PAPER
     if args.only in (None, "forecasting"):
         res["forecasting"] = forecasting(b, work)
+    if args.only == "baselines":
+        res["forecasting"] = baselines(b)
     res["total_seconds"] = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +330,7 @@ def markdown(res: dict) -> str:
             for name, m in f[task].items():
                 lines.append(f"| {name} | {m['crps']:.4f} | {m['crps_sum']:.4f} | {m['mae']:.2f} | {m['coverage_50']:.2f} | {m['coverage_90']:.2f} |")
         lines += ["", "| sampler | steps | forecast CRPS | s / 100 samples |", "|---|---|---|---|"]
-        for s in f["speed"]:
+        for s in f.get("speed", []):
             lines.append(f"| {s['sampler']} | {s['steps']} | {s['crps']:.4f} | {s['seconds_per_100_samples']:.3f} |")
     lines.append(f"\nbudget: {json.dumps(res['budget'])}; total {res['total_seconds']:.0f} s")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,3 +40,43 @@ def test_train_recipe_resumes_then_reuses(bench, tmp_path):
     assert math.isnan(secs) and _step(run) == 40
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_quantile_samples_reproduce_the_given_quantiles_and_gaussian_crps(bench):
+    from scipy.special import ndtri
+
+    from polydiff_timeseries.metrics import QUANTILES, crps_exact, crps_quantile
+
+    # Gaussian predictive quantiles N(mu, s^2) for 3 entries: the samples' quantiles are the given ones, exactly
+    mu, s = np.array([1.0, -2.0, 5.0]), np.array([0.5, 2.0, 1.0])
+    q = mu[:, None] + s[:, None] * ndtri(np.array(QUANTILES))[None]
+    draws = bench.quantile_samples(q)
+    assert draws.shape == (1001, 3)
+    assert np.allclose(np.quantile(draws, np.array(QUANTILES), axis=0).T, q, atol=1e-9)
+    # and the exact CRPS of the draws is the Gaussian closed form within the grid's discretisation (1e-3 rel)
+    y = np.array([1.3, 0.0, 5.0])
+    z = (y - mu) / s
+    pdf, cdf = np.exp(-z**2 / 2) / np.sqrt(2 * np.pi), 0.5 * (1 + np.vectorize(math.erf)(z / np.sqrt(2)))
+    truth = s * (z * (2 * cdf - 1) + 2 * pdf - 1 / np.sqrt(np.pi))
+    for i in range(3):
+        got = crps_exact(draws[:, i:i + 1], y[i:i + 1], np.array([True]))
+        assert abs(got - truth[i]) <= 2e-3 * s[i]
+    # the quantile-loss CRPS of the draws equals the one computed from the quantiles themselves
+    ql = np.mean([2 * abs((qq - y[0]) * ((y[0] <= qq) - lv)) for qq, lv in zip(q[0], QUANTILES)]) / abs(y[0])
+    assert np.isclose(crps_quantile(draws[:, :1], y[:1], np.array([True])), ql)
+
+
+def test_seasonal_interpolation_recovers_a_pure_seasonal_series(bench):
+    from polydiff_timeseries.data import Series
+
+    period, days = 8, 28
+    t = np.arange((days + 4) * period)
+    vals = np.stack([np.sin(2 * np.pi * t / period) * 3 + 10, np.cos(2 * np.pi * t / period)], -1)
+    series = Series(values=vals, observed=np.ones_like(vals, dtype=bool), columns=("a", "b"), source="test")
+    starts = np.array([days * period, days * period + 5])
+    win = np.stack([vals[s:s + 16] for s in starts])
+    known = np.zeros_like(win, dtype=bool)
+    known[:, ::5] = True
+    filled = bench.seasonal_interp(series, starts, win, known, period, days=days)
+    assert np.allclose(filled, win, atol=1e-9)  # linear interpolation alone would not
+    assert not np.allclose(bench.linear_interp(win, known), win, atol=1e-3)
