@@ -179,11 +179,16 @@ class PiGDM(ScoreGuidance):
         data_std: prior scale ``c`` in ``r_t^2`` (images in [-1, 1]: about 0.5; the exact value for a Gaussian prior).
         scale: guidance strength (``1`` = the ΠGDM likelihood).
         iters: CG iterations for ``v`` in measurement space.
+        min_snr: below ``SNR = alpha_t^2 / sigma_t^2 = min_snr`` the log-likelihood is damped by ``SNR / min_snr``
+            (``0``: never). The score shift moves ``x0_hat`` by ``sigma^2 / alpha`` times the gradient; a learned
+            network's Jacobian does not vanish like the exact denoiser's ``~ alpha`` as ``alpha -> 0``, so without
+            damping the first steps of a vp-cosine grid (``alpha ~ 2e-4``) explode.
     """
 
     name: ClassVar[str] = "pigdm"
 
-    def __init__(self, operator: Any, y: State, noise_std: float = 0.0, data_std: float = 1.0, scale: float = 1.0, iters: int = 20) -> None:
+    def __init__(self, operator: Any, y: State, noise_std: float = 0.0, data_std: float = 1.0, scale: float = 1.0, iters: int = 20,
+                 min_snr: float = 0.0) -> None:
         _check_linear("PiGDM", operator)
         if float(noise_std) < 0 or not float(data_std) > 0 or int(iters) < 1:
             raise ValueError(f"PiGDM: need noise_std >= 0, data_std > 0, iters >= 1; got {noise_std}, {data_std}, {iters}")
@@ -193,6 +198,7 @@ class PiGDM(ScoreGuidance):
         self.data_std = float(data_std)
         self.scale = float(scale)
         self.iters = int(iters)
+        self.min_snr = float(min_snr)
 
     def solve_v(self, r: Tensor, r2: Tensor, space: DataSpace) -> Tensor:
         """``v = (r_t^2 A A^T + sigma_y^2 I)^{-1} r`` per sample by CG in measurement space."""
@@ -208,7 +214,11 @@ class PiGDM(ScoreGuidance):
         r = (self.y - ax0).detach()
         r2 = tweedie_variance(self._process, t, self.data_std)
         v = self.solve_v(r, r2, space).detach()
-        return self.scale * measurement_sum(self.operator, v * ax0, space)
+        ll = self.scale * measurement_sum(self.operator, v * ax0, space)
+        if self.min_snr > 0:
+            sched = self._process.schedule(t)
+            ll = ll * (sched.alpha**2 / (self.min_snr * sched.sigma**2)).clamp(max=1.0).to(ll.dtype)
+        return ll
 
     def wrap(self, model: Any) -> GuidedModel:
         """``model`` guided by the ΠGDM likelihood (``r_t`` follows the model's process)."""

@@ -2,4 +2,13 @@
 
 from __future__ import annotations
 
-from polydiff import hookimpl  # noqa: F401  (hooks are added with the recipes)
+from polydiff import hookimpl
+
+
+@hookimpl
+def register_recipes(register):  # type: ignore[no-untyped-def]
+    """``medical/ct-prior`` and ``medical/mri-prior``."""
+    from .recipes import CTPriorRecipe, MRIPriorRecipe
+
+    register(CTPriorRecipe())
+    register(MRIPriorRecipe())
