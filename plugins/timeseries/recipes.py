@@ -97,6 +97,12 @@ class TimeSeriesRecipe(Recipe):
                 warnings.warn(f"{s.source}: {total - len(complete)} of {total} training windows have missing values; dropping "
                               f"them would leave {len(complete)}, fewer than one batch of {batch}, so {self.name} trains on "
                               "all of them with the loss on observed entries only", UserWarning, stacklevel=2)
+        elif not train.observed.all():
+            incomplete = total - len(WindowDataset(scaled, train.observed, cfg.data.window, cfg.data.stride, source=s.source,
+                                                   complete_only=True, allow_empty=True))
+            if incomplete:
+                warnings.warn(f"{s.source}: {incomplete} of {total} training windows have missing values; {self.name} trains on all "
+                              "of them: a missing entry is never a conditioning value nor a target (masked)", UserWarning, stacklevel=2)
         va = None
         if val is not None and len(val.values) >= cfg.data.window:
             va = WindowDataset(sc.transform(val.values), val.observed, cfg.data.window, cfg.data.window, source=s.source)

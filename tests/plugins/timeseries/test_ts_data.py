@@ -139,3 +139,32 @@ def test_forecast_timestamps_continue_the_calendar():
     hours = pd.date_range("2024-01-01", periods=6, freq="h").to_numpy(dtype="datetime64[ns]")
     hours[2] += np.timedelta64(10, "m")  # irregular: no calendar frequency, the median step continues
     assert np.array_equal(_extend_stamps(hours, 6, 2, 0)[-2:], hours[-1] + np.array([1, 2]) * np.timedelta64(1, "h"))
+
+
+@pytest.mark.parametrize("recipe", ["diffusion-ts", "csdi"])
+def test_scattered_gaps_in_a_users_csv_are_handled_and_said(recipe, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from polydiff.recipes import RunDir
+    from polydiff_timeseries.config import resolve
+    from polydiff_timeseries.recipes import CSDIRecipe, DiffusionTSRecipe
+
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame({"time": pd.date_range("2024-01-01", periods=n, freq="h"),
+                       "a": np.sin(np.arange(n) / 4.0), "b": np.cos(np.arange(n) / 4.0)})
+    gaps = rng.random((n, 2)) < 0.15  # every 24-step window has a gap
+    df.loc[gaps[:, 0], "a"] = np.nan
+    df.loc[gaps[:, 1], "b"] = np.nan
+    path = tmp_path / "gappy.csv"
+    df.to_csv(path, index=False)
+    rec = DiffusionTSRecipe() if recipe == "diffusion-ts" else CSDIRecipe()
+    cfg = resolve("tiny", **{"data.path": str(path)})
+    with pytest.warns(UserWarning, match=r"gappy.csv: (\d+) of \1 training windows have missing values") as rec_warn:
+        data = rec.datasets(cfg, RunDir(tmp_path / "run").ensure())
+    said = " ".join(str(w.message) for w in rec_warn)
+    assert ("loss on observed entries only" in said) if recipe == "diffusion-ts" else ("never a conditioning value nor a target" in said)
+    item = data.train[0]
+    # the gaps stay masks (never filled into the data the loss sees)
+    assert not bool(item["observed"].all())
