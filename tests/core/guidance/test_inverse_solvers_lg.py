@@ -28,6 +28,7 @@ from polydiff.guidance import DPS, MaskOperator, MatrixOperator
 from polydiff.guidance.inverse_solvers import DDS, DataConsistency, PiGDM, REDDiff, cg, tweedie_variance
 from polydiff.processes import gaussian
 from polydiff.spaces import DenseSpace
+from polydiff.testing import GuidanceContract
 from polydiff.testing.oracles import GaussianOracleNet
 
 D, M, C, SY = 16, 8, 0.8, 0.2
@@ -126,3 +127,45 @@ def test_approximate_solvers_regression(solver: str) -> None:
     print(f"\nmeasured {solver}: posterior-mean max error {err:.4f}, residual/noise {residual / noise:.3f}")
     assert residual <= 2 * noise
     assert err <= BOUNDS[solver]
+
+
+def test_pigdm_damping_scales_the_log_likelihood_below_min_snr() -> None:
+    A, y, mu, post, model = _problem(SY)
+    op = MatrixOperator(A)
+    plain, damped = PiGDM(op, y[None], noise_std=SY, data_std=C), PiGDM(op, y[None], noise_std=SY, data_std=C, min_snr=1.0)
+    plain.wrap(model)
+    damped.wrap(model)
+    x = torch.randn(1, D, dtype=torch.float64)
+    for tt, factor in [(0.9, None), (0.1, 1.0)]:
+        t = torch.tensor([tt], dtype=torch.float64)
+        v = model.process.schedule(t)
+        snr = float(v.alpha**2 / v.sigma**2)
+        d = model.denoise(x, t)
+        lp = plain.log_likelihood(x, t, None, d, DenseSpace())
+        ld = damped.log_likelihood(x, t, None, d, DenseSpace())
+        expected = min(snr, 1.0) if factor is None else factor
+        assert torch.allclose(ld, expected * lp)
+
+
+class TestDDSContract(GuidanceContract):
+    def make_model(self):
+        process = gaussian("vp-cosine")
+        return polydiff.Denoiser(GaussianOracleNet(process, 0.0, 1.0), process, prediction="x0")
+
+    def make_like(self):
+        return torch.zeros(3, D, dtype=torch.float64)
+
+    def make_guidance(self):
+        A = torch.randn(M, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        return DDS(MatrixOperator(A), torch.ones(3, M, dtype=torch.float64), noise_std=0.1, iters=3, data_std=1.0)
+
+
+class TestDataConsistencyContract(TestDDSContract):
+    def make_guidance(self):
+        return DataConsistency(MaskOperator(torch.arange(D) % 2 == 0), torch.ones(3, D, dtype=torch.float64))
+
+
+class TestPiGDMContract(TestDDSContract):
+    def make_guidance(self):
+        A = torch.randn(M, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        return PiGDM(MatrixOperator(A), torch.ones(3, M, dtype=torch.float64), noise_std=0.1, min_snr=0.01)

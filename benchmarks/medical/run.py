@@ -1,0 +1,162 @@
+"""Medical benchmark: sparse-view / limited-angle CT and accelerated MRI on held-out slices of real volumes.
+
+Usage (the exact commands behind ``benchmarks/medical/RESULTS.md``)::
+
+    python benchmarks/medical/run.py --budget quick --threads 1     # minutes: 32x32 slices, short training
+    python benchmarks/medical/run.py --budget small --threads 1     # ~40 min on 2 CPU cores: 64x64 slices
+
+Protocol:
+
+* Data: the head CT of Debian's ``invesalius-examples`` (108 x 256 x 256, HU, window [-1024, p99.9]) and the T1 MRI
+  ``ch2`` of ``mricron-data`` (181 axial slices); both are installed with ``apt-get install --no-install-recommends``
+  when missing. Slices are centre-cropped and resized to the budget's resolution (quick 32x32, small 64x64) and
+  windowed to [0, 1]; train/test split by blocks of 4 slices with 1 slice dropped on each side
+  (``data.split_slices``: no training slice touches a test slice).
+* Priors: ``medical/ct-prior`` and ``medical/mri-prior`` trained on the training slices only (``budget`` steps).
+* Tasks (retrospective, Gaussian noise 0.5% of the measurement RMS): CT parallel beam with 8, 16, 32 views over
+  180 degrees and a limited angle of 64 views over 120 degrees; single-coil Cartesian MRI at 4x and 8x
+  (``random1d`` masks, 8% fully sampled centre).
+* Rows: FBP / zero-filled; TV (deepinv PGD + TVPrior, lambda picked on 2 *training* slices from a grid); DPS
+  (damped, step picked on training slices), DDS (5 CG, DDIM eta 0.85), RED-diff (Adam), PiGDM, hard data
+  consistency — all diffusion solvers at the same NFE (``steps``).
+* Metrics: PSNR and SSIM with the fastMRI convention (data range = the test volume's maximum, SSIM per slice
+  averaged) on the windowed [0, 1] images; NFE and wall-clock seconds for the whole set of test slices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from polydiff.config import resolve_config
+from polydiff.recipes import RunDir
+from polydiff.training import load_model, train
+from polydiff_medical.metrics import CONVENTION, psnr, ssim
+from polydiff_medical.recipes import CTPriorRecipe, MRIPriorRecipe
+from polydiff_medical.tasks import SolverSettings, baseline, make_operator, make_task, measure, reconstruct, tv_reconstruction
+
+BUDGETS = {
+    "quick": {"size": 32, "channels": "[16, 32]", "train_steps": 300, "batch": 16, "test_slices": 4, "steps": 20},
+    "small": {"size": 64, "channels": "[16, 32, 64]", "train_steps": 1500, "batch": 16, "test_slices": 8, "steps": 25},
+}
+CT_TASKS = [dict(views=8), dict(views=16), dict(views=32), dict(views=64, span=120.0)]
+MRI_TASKS = [dict(acceleration=4.0), dict(acceleration=8.0)]
+SOLVER_ROWS = ["dps", "dds", "red-diff", "pigdm", "dc"]
+TV_GRID = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+DPS_GRID = [0.3, 1.0, 3.0]
+
+
+def _evenly(idx: int, k: int) -> np.ndarray:
+    return np.unique(np.linspace(0, idx - 1, k).round().astype(int))
+
+
+def train_prior(recipe, data_name: str, b: dict, out: Path) -> tuple:
+    cfg = resolve_config(recipe, preset="small", overrides=[
+        f'data.name="{data_name}"', f"data.size={b['size']}", f"model.channels={b['channels']}", f"train.steps={b['train_steps']}",
+        f"train.batch_size={b['batch']}", "train.lr=1e-3", "train.warmup_steps=50", "train.ema_decay=0.995",
+        f"train.checkpoint_every={b['train_steps']}", "train.log_every=100"])
+    run = RunDir(out)
+    t0 = time.perf_counter()
+    train(recipe, cfg, run, progress=False)
+    secs = time.perf_counter() - t0
+    return cfg, run, load_model(recipe, cfg, run, ema=True), secs
+
+
+def _with_content(u: np.ndarray, frac: float = 0.15) -> np.ndarray:
+    mass = u.mean(axis=(1, 2))
+    return u[mass >= frac * mass.max()]
+
+
+def pick_tv(op, y, u, sigma) -> float:
+    best = max(TV_GRID, key=lambda lam: psnr(u, tv_reconstruction(op, y, lam, iters=60)[:, 0].double().numpy()))
+    return float(best)
+
+
+def pick_dps(model, op, y, u, sigma, steps) -> float:
+    def score(z: float) -> float:
+        rec, _, _ = reconstruct(model, op, y, sigma, SolverSettings(solver="dps", steps=steps, dps_scale=z), generator=torch.Generator().manual_seed(0))
+        return psnr(u, rec[:, 0].numpy())
+
+    return float(max(DPS_GRID, key=score))
+
+
+def run_task(kind: str, task_kw: dict, model, test: np.ndarray, tune: np.ndarray, b: dict, size: int) -> list[dict]:
+    task = make_task(kind, **task_kw)
+    op = make_operator(task, size, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    ut = torch.from_numpy(test)[:, None]
+    y, sigma = measure(op, ut, task, gen)
+    yt, sigt = measure(op, torch.from_numpy(tune)[:, None], task, torch.Generator().manual_seed(1))
+    rows = []
+
+    def row(name: str, rec: np.ndarray, nfe: int, secs: float, note: str = "") -> None:
+        rows.append({"task": task.describe(), "method": name, "psnr": psnr(test, rec), "ssim": ssim(test, rec), "nfe": nfe,
+                     "seconds": secs, "note": note})
+        print(f"  {task.describe():38s} {name:12s} PSNR {rows[-1]['psnr']:6.2f}  SSIM {rows[-1]['ssim']:.3f}  NFE {nfe:4d}  {secs:7.1f} s {note}", flush=True)
+
+    t0 = time.perf_counter()
+    base = baseline(op, y)[:, 0].double().numpy()
+    row(task.baseline_name, base, 0, time.perf_counter() - t0)
+    lam = pick_tv(op, yt, tune, sigt)
+    t0 = time.perf_counter()
+    tv = tv_reconstruction(op, y, lam)[:, 0].double().numpy()
+    row("tv", tv, 0, time.perf_counter() - t0, f"lambda={lam:g} (picked on training slices)")
+    dps_scale = pick_dps(model, op, yt, tune, sigt, b["steps"])
+    for solver in SOLVER_ROWS:
+        s = SolverSettings(solver=solver, steps=b["steps"], dps_scale=dps_scale)
+        rec, nfe, secs = reconstruct(model, op, y, sigma, s, generator=torch.Generator().manual_seed(2), init=baseline(op, y))
+        row(solver, rec[:, 0].numpy(), nfe, secs, f"step={dps_scale:g} (picked on training slices)" if solver == "dps" else "")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--budget", choices=sorted(BUDGETS), default="quick")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/medical/results"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    b = BUDGETS[args.budget]
+    out = args.out / args.budget
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"budget": args.budget, "settings": b, "threads": args.threads, "machine": platform.processor() or platform.machine(),
+              "convention": CONVENTION, "rows": [], "training": {}}
+    for recipe, data_name, kind, tasks in [(CTPriorRecipe(), "invesalius-ct", "ct", CT_TASKS), (MRIPriorRecipe(), "mricron-ch2", "mri", MRI_TASKS)]:
+        print(f"== {recipe.name} on {data_name}: training {b['train_steps']} steps at {b['size']}x{b['size']}", flush=True)
+        cfg, run, model, secs = train_prior(recipe, data_name, b, out / f"run-{kind}")
+        split = recipe.split(cfg, run)
+        record["training"][recipe.name] = {"seconds": secs, "train_slices": len(split["train"]), "test_slices": len(split["test"])}
+        print(f"   trained in {secs:.0f} s ({len(split['train'])} training / {len(split['test'])} held-out slices)", flush=True)
+        test_all = _with_content(recipe.slices(cfg, run, "test"))
+        test = test_all[_evenly(len(test_all), b["test_slices"])]
+        train_all = _with_content(recipe.slices(cfg, run, "train"))
+        tune = train_all[_evenly(len(train_all), 2)]
+        for kw in tasks:
+            record["rows"].extend(run_task(kind, kw, model, test, tune, b, b["size"]))
+        (out / "results.json").write_text(json.dumps(record, indent=1))
+    write_markdown(record, out / "results.md", args)
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+
+
+def write_markdown(record: dict, path: Path, args) -> None:
+    b = record["settings"]
+    lines = [f"### budget `{record['budget']}`: {b['size']}x{b['size']} slices, {b['test_slices']} held-out slices per modality, "
+             f"{b['steps']} NFE per diffusion solver, `--threads {record['threads']}`", "",
+             f"Command: `OMP_NUM_THREADS={args.threads} python benchmarks/medical/run.py --budget {record['budget']} --threads {args.threads}`", "",
+             "Training: " + "; ".join(f"{k} {v['seconds']:.0f} s ({v['train_slices']} train / {v['test_slices']} test slices)"
+                                       for k, v in record["training"].items()), "",
+             record["convention"] + ", on the windowed [0, 1] images.", "",
+             "| task | method | PSNR (dB) | SSIM | NFE | seconds | note |", "|---|---|---|---|---|---|---|"]
+    for r in record["rows"]:
+        lines.append(f"| {r['task']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['nfe']} | {r['seconds']:.1f} | {r['note']} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
