@@ -118,8 +118,8 @@ def _case(name: str) -> Case:
     if name in GAUSSIAN_SCHEDULES:
         p = processes.get(name)
         return Case(Denoiser(GaussianOracleNet(p, MU, S), p, prediction="x0"), {"shape": (N, 6), "dtype": torch.float64}, {"": (p, MU, S, None)})
-    if name == "ouve":
-        p = processes.get("ouve")
+    if name in ("ouve", "sb-ve"):  # mean-reverting toward y (the SB-VE bridge ends at y)
+        p = processes.get(name)
         mu, s = torch.linspace(-1, 1, 6, dtype=torch.float64), torch.full((6,), 0.1, dtype=torch.float64)
         y = mu.expand(N, 6).clone()  # the signal it reverts to; the prior mean of x_0 is y
         return Case(Denoiser(GaussianOracleNet(p, mu, s), p, prediction="x0"), {"shape": (N, 6), "dtype": torch.float64, "cond": {"y": y}},
