@@ -57,10 +57,12 @@ def _check_linear(name: str, operator: Any) -> None:
 def cg(apply: Any, b: Tensor, x: Tensor, iters: int, space: DataSpace, rtol: float = 1e-10) -> Tensor:
     """Conjugate gradients for a symmetric positive (semi-)definite ``apply(x) = b``, per sample (inner products
     ``space.sum``); a sample stops once its residual norm falls below ``rtol`` times its initial one, so a
-    singular system (``A^T A`` of an under-determined ``A``) converges instead of dividing by round-off."""
+    singular system (``A^T A`` of an under-determined ``A``) converges instead of dividing by round-off. The
+    tolerance is at least ``100 eps`` of the dtype (float32: 1.2e-5), below which CG only amplifies round-off."""
     r = b - apply(x)
     p = r
     rs = space.sum(r * r)
+    rtol = max(float(rtol), 100 * torch.finfo(x.dtype).eps)
     stop = rs * rtol**2
     for _ in range(iters):
         active = rs > stop

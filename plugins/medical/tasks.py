@@ -126,6 +126,7 @@ class SolverSettings:
     dds_eta: float = 0.85
     red_lr: float = 0.1
     red_lam: float = 0.25
+    dds_gamma: float = 0.0  # > 0: DDS's constant proximal weight; 0: gamma_t = r_t^2 / sigma_y^2
     pigdm_noise_floor: float = 0.05
     pigdm_scale: float = 1.0
 
@@ -158,6 +159,8 @@ def guidance_for(s: SolverSettings, op: Any, y_x: Tensor, sigma_x: float) -> Any
     if s.solver == "dps":
         return DampedDPS(op, y_x, s.dps_scale, MIN_SNR)
     if s.solver == "dds":
+        if s.dds_gamma > 0:
+            return DDS(op, y_x, noise_std=sigma_x, iters=s.cg_iters, gamma=s.dds_gamma)
         return DDS(op, y_x, noise_std=sigma_x, iters=s.cg_iters, data_std=DATA_STD)
     if s.solver == "pigdm":
         return PiGDM(op, y_x, noise_std=max(sigma_x, s.pigdm_noise_floor), data_std=DATA_STD, min_snr=MIN_SNR, scale=s.pigdm_scale)

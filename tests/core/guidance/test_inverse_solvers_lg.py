@@ -169,3 +169,13 @@ class TestPiGDMContract(TestDDSContract):
     def make_guidance(self):
         A = torch.randn(M, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         return PiGDM(MatrixOperator(A), torch.ones(3, M, dtype=torch.float64), noise_std=0.1, min_snr=0.01)
+
+
+def test_cg_in_float32_stays_converged_past_round_off() -> None:
+    g = torch.Generator().manual_seed(4)
+    A = torch.randn(6, 12, generator=g, dtype=torch.float64)
+    A = (A / torch.linalg.matrix_norm(A, ord=2)).float()
+    y = torch.randn(2, 6, generator=g).float()
+    x0 = torch.zeros(2, 12)
+    res = [float((cg(lambda v: (v @ A.T) @ A, y @ A, x0, it, DenseSpace()) @ A.T - y).norm()) for it in (6, 60)]
+    assert res[0] <= 1e-4 * float(y.norm()) and res[1] <= 1e-4 * float(y.norm())
