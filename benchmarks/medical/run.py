@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,16 +121,18 @@ def main() -> None:
     ap.add_argument("--budget", choices=sorted(BUDGETS), default="quick")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/medical/results"))
+    ap.add_argument("--runs", type=Path, default=None, help="where the trained priors go (default: a temporary folder)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     b = BUDGETS[args.budget]
     out = args.out / args.budget
     out.mkdir(parents=True, exist_ok=True)
+    runs = args.runs or Path(tempfile.mkdtemp(prefix="polydiff-medical-bench-"))
     record = {"budget": args.budget, "settings": b, "threads": args.threads, "machine": platform.processor() or platform.machine(),
               "convention": CONVENTION, "rows": [], "training": {}}
     for recipe, data_name, kind, tasks in [(CTPriorRecipe(), "invesalius-ct", "ct", CT_TASKS), (MRIPriorRecipe(), "mricron-ch2", "mri", MRI_TASKS)]:
         print(f"== {recipe.name} on {data_name}: training {b['train_steps']} steps at {b['size']}x{b['size']}", flush=True)
-        cfg, run, model, secs = train_prior(recipe, data_name, b, out / f"run-{kind}")
+        cfg, run, model, secs = train_prior(recipe, data_name, b, runs / f"run-{kind}")
         split = recipe.split(cfg, run)
         record["training"][recipe.name] = {"seconds": secs, "train_slices": len(split["train"]), "test_slices": len(split["test"])}
         print(f"   trained in {secs:.0f} s ({len(split['train'])} training / {len(split['test'])} held-out slices)", flush=True)

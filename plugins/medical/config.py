@@ -79,8 +79,8 @@ class MedConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"train.steps": 250, "train.batch_size": 16, "train.lr": 1e-3, "train.warmup_steps": 20, "train.ema_decay": 0.99,
-             "train.checkpoint_every": 250, "train.log_every": 50, "model.channels": (16, 32), "data.size": 32,
+    "tiny": {"train.steps": 160, "train.batch_size": 16, "train.lr": 1e-3, "train.warmup_steps": 20, "train.ema_decay": 0.99,
+             "train.checkpoint_every": 160, "train.log_every": 50, "model.channels": (16, 32), "data.size": 32,
              "data.phantom_count": 128, "sample.steps": 20, "eval.steps": 10, "eval.slices": 2},
     "small": {"train.steps": 4000, "train.batch_size": 32, "model.channels": (32, 64, 128), "data.size": 64},
     "base": {"train.steps": 40000, "train.batch_size": 32, "model.channels": (64, 128, 256), "model.blocks": 2,
