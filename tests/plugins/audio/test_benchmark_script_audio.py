@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "audio" / "run.py"
 def test_quick_budget_on_synthetic_data(tmp_path):
     spec = importlib.util.spec_from_file_location("benchmarks_audio_run", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     r = mod.main(["--budget", "quick", "--data", "synthetic", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "results.json").read_text())
