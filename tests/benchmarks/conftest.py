@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +22,7 @@ def load_benchmark() -> Callable[[str], ModuleType]:
         if rel not in cache:
             spec = importlib.util.spec_from_file_location(rel.replace("/", "_").removesuffix(".py"), BENCHMARKS / rel)
             mod = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = mod  # dataclasses defined by a script look their module up while it runs
             spec.loader.exec_module(mod)
             cache[rel] = mod
         return cache[rel]

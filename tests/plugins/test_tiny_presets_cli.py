@@ -15,7 +15,8 @@ import pytest
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["text/mdlm", "timeseries/diffusion-ts", "timeseries/csdi", "molecules/edm", "molecules/eqgat"])
+@pytest.mark.parametrize("recipe", ["text/mdlm", "timeseries/diffusion-ts", "timeseries/csdi", "molecules/edm", "molecules/eqgat",
+                                    "audio/sgmse"])
 def test_tiny_preset_trains_samples_and_evaluates_within_budget(recipe: str, tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "polydiff.cli"]
     run = tmp_path / "run"
