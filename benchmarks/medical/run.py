@@ -116,14 +116,54 @@ def run_task(kind: str, task_kw: dict, model, test: np.ndarray, tune: np.ndarray
     return rows
 
 
+def speed_sweep(model, test: np.ndarray, size: int) -> list[dict]:
+    """DDS's speed claim: PSNR and seconds of DDS and DPS on 16-view CT at several NFE (time to equal PSNR)."""
+    task = make_task("ct", views=16)
+    op = make_operator(task, size, seed=0)
+    y, sigma = measure(op, torch.from_numpy(test)[:, None], task, torch.Generator().manual_seed(0))
+    rows = []
+    for solver, nfes in [("dds", [5, 10, 25, 50]), ("dps", [25, 50, 100, 200])]:
+        for nfe in nfes:
+            rec, n, secs = reconstruct(model, op, y, sigma, SolverSettings(solver=solver, steps=nfe, dps_scale=100.0),
+                                       generator=torch.Generator().manual_seed(2))
+            rows.append({"task": task.describe(), "method": solver, "psnr": psnr(test, rec[:, 0].numpy()),
+                         "ssim": ssim(test, rec[:, 0].numpy()), "nfe": n, "seconds": secs, "note": "speed sweep"})
+            print(f"  sweep {solver:4s} NFE {n:4d}  PSNR {rows[-1]['psnr']:6.2f}  SSIM {rows[-1]['ssim']:.3f}  {secs:6.1f} s", flush=True)
+    return rows
+
+
+def sweep_main(args) -> None:
+    """``--sweep``: the speed sweep on the CT prior a previous run left in ``--runs``."""
+    from polydiff.cli.runs import read_run
+
+    recipe, cfg, run = read_run(args.runs / "run-ct")
+    model = load_model(recipe, cfg, run, ema=True)
+    test_all = _with_content(recipe.slices(cfg, run, "test"))
+    test = test_all[_evenly(len(test_all), BUDGETS[args.budget]["test_slices"])]
+    rows = speed_sweep(model, test, cfg.data.size)
+    out = args.out / args.budget
+    (out / "speed_sweep.json").write_text(json.dumps(rows, indent=1))
+    lines = ["| method | NFE | PSNR (dB) | SSIM | seconds |", "|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['nfe']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['seconds']:.1f} |" for r in rows]
+    (out / "speed_sweep.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / 'speed_sweep.md'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--budget", choices=sorted(BUDGETS), default="quick")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/medical/results"))
     ap.add_argument("--runs", type=Path, default=None, help="where the trained priors go (default: a temporary folder)")
+    ap.add_argument("--reuse", action="store_true", help="evaluate the priors in --runs instead of training (same record)")
+    ap.add_argument("--sweep", action="store_true", help="only the DDS-vs-DPS speed sweep, on the CT prior in --runs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if (args.sweep or args.reuse) and args.runs is None:
+        ap.error("--sweep and --reuse need --runs DIR holding run-ct and run-mri from a previous run")
+    if args.sweep:
+        sweep_main(args)
+        return
     b = BUDGETS[args.budget]
     out = args.out / args.budget
     out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +172,15 @@ def main() -> None:
               "convention": CONVENTION, "rows": [], "training": {}}
     for recipe, data_name, kind, tasks in [(CTPriorRecipe(), "invesalius-ct", "ct", CT_TASKS), (MRIPriorRecipe(), "mricron-ch2", "mri", MRI_TASKS)]:
         print(f"== {recipe.name} on {data_name}: training {b['train_steps']} steps at {b['size']}x{b['size']}", flush=True)
-        cfg, run, model, secs = train_prior(recipe, data_name, b, runs / f"run-{kind}")
+        if args.reuse:  # evaluate the priors a previous run trained into --runs (training seconds from its record)
+            from polydiff.cli.runs import read_run
+
+            _, cfg, run = read_run(runs / f"run-{kind}")
+            model = load_model(recipe, cfg, run, ema=True)
+            prev = json.loads((out / "results.json").read_text())["training"][recipe.name]
+            secs = prev["seconds"]
+        else:
+            cfg, run, model, secs = train_prior(recipe, data_name, b, runs / f"run-{kind}")
         split = recipe.split(cfg, run)
         record["training"][recipe.name] = {"seconds": secs, "train_slices": len(split["train"]), "test_slices": len(split["test"])}
         print(f"   trained in {secs:.0f} s ({len(split['train'])} training / {len(split['test'])} held-out slices)", flush=True)

@@ -58,12 +58,16 @@ def cg(apply: Any, b: Tensor, x: Tensor, iters: int, space: DataSpace, rtol: flo
     """Conjugate gradients for a symmetric positive (semi-)definite ``apply(x) = b``, per sample (inner products
     ``space.sum``); a sample stops once its residual norm falls below ``rtol`` times its initial one, so a
     singular system (``A^T A`` of an under-determined ``A``) converges instead of dividing by round-off. The
-    tolerance is at least ``100 eps`` of the dtype (float32: 1.2e-5), below which CG only amplifies round-off."""
+    tolerance is at least ``100 eps`` of the dtype (float32: 1.2e-5) relative to the initial residual and to the
+    right-hand side, below which CG only amplifies round-off."""
     r = b - apply(x)
     p = r
     rs = space.sum(r * r)
-    rtol = max(float(rtol), 100 * torch.finfo(x.dtype).eps)
-    stop = rs * rtol**2
+    floor = 100 * torch.finfo(x.dtype).eps
+    rtol = max(float(rtol), floor)
+    # stop at rtol of the initial residual, and never below round-off of the right-hand side (a start that
+    # already solves the system, e.g. the last step's estimate, must not be "refined" from round-off)
+    stop = torch.maximum(rs * rtol**2, space.sum(b * b) * floor**2)
     for _ in range(iters):
         active = rs > stop
         if not bool(active.any()):

@@ -179,3 +179,13 @@ def test_cg_in_float32_stays_converged_past_round_off() -> None:
     x0 = torch.zeros(2, 12)
     res = [float((cg(lambda v: (v @ A.T) @ A, y @ A, x0, it, DenseSpace()) @ A.T - y).norm()) for it in (6, 60)]
     assert res[0] <= 1e-4 * float(y.norm()) and res[1] <= 1e-4 * float(y.norm())
+
+
+def test_cg_started_at_the_solution_stays_there_in_float32() -> None:
+    g = torch.Generator().manual_seed(5)
+    A = torch.randn(6, 12, generator=g, dtype=torch.float64)
+    A = (A / torch.linalg.matrix_norm(A, ord=2)).float()
+    x_sol = torch.randn(2, 12, generator=g).float()
+    b = (x_sol @ A.T) @ A
+    out = cg(lambda v: (v @ A.T) @ A, b, x_sol, 30, DenseSpace())
+    assert float((out - x_sol).abs().max()) <= 1e-4
