@@ -97,3 +97,34 @@ def wiener_dd(noisy: np.ndarray, sample_rate: int = 16000, *, w: float = 0.98, x
 
 
 __all__ = ["noise_psd", "spectral_subtraction", "wiener_dd"]
+
+
+# -- vocoder baselines (Griffin-Lim) ------------------------------------------------------------------------------------
+
+
+def griffin_lim(magnitude, cfg, length: int, *, n_iter: int = 64, seed: int = 0) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """torchaudio Griffin-Lim (momentum 0.99) from a linear STFT magnitude ``(n_fft // 2 + 1, T)`` of the mel
+    front-end's ``cfg`` (:class:`~polydiff_audio.transforms.MelConfig`); returns ``(length,)``."""
+    import torch
+    import torchaudio
+
+    win = min(cfg.n_fft, 4 * cfg.hop)
+    gl = torchaudio.transforms.GriffinLim(n_fft=cfg.n_fft, n_iter=n_iter, win_length=win, hop_length=cfg.hop, power=1.0,
+                                          momentum=0.99, length=length, rand_init=True)
+    torch.manual_seed(seed)  # GriffinLim's random initial phase draws from the global generator
+    with torch.no_grad():
+        return gl(torch.as_tensor(magnitude, dtype=torch.float32)[None])[0].numpy().astype(np.float32)
+
+
+def griffin_lim_from_mel(mel, cfg, length: int, *, n_iter: int = 64, seed: int = 0) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Griffin-Lim after mapping a magnitude mel spectrogram ``(n_mels, T)`` back to a linear magnitude with
+    ``torchaudio.transforms.InverseMelScale(driver="gelsd")`` (non-negative least squares)."""
+    import torch
+    import torchaudio
+
+    inv = torchaudio.transforms.InverseMelScale(n_stft=cfg.n_fft // 2 + 1, n_mels=cfg.n_mels, sample_rate=cfg.sample_rate,
+                                                f_min=cfg.f_min, f_max=cfg.sample_rate / 2.0, norm=None, mel_scale="htk",
+                                                driver="gelsd")
+    with torch.no_grad():
+        lin = inv(torch.as_tensor(mel, dtype=torch.float32)[None])[0].clamp_min(0.0)
+    return griffin_lim(lin, cfg, length, n_iter=n_iter, seed=seed)

@@ -99,3 +99,88 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 __all__ = ["AudioConfig", "AudioDataConfig", "AudioEvalConfig", "AudioModelConfig", "AudioSampleConfig", "PRESETS"]
+
+
+# -- audio/diffwave ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VocoderDataConfig:
+    """``data``: clean recordings (``path``: a folder of WAV/FLAC/OGG, any layout; without it: generated speech-like
+    clips) cut into seeded crops of ``segment_samples``; the mel front-end (80 bands, n_fft 1024, hop 256)."""
+
+    path: str | None = None
+    strict: bool = False
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    hop: int = 256
+    n_mels: int = 80
+    segment_samples: int = 16000
+    train_items: int = 100000
+    val_items: int = 8
+    synthetic_clips: int = 64
+    synthetic_seconds: float = 3.0
+    val_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class VocoderModelConfig:
+    """``model``: the DiffWave network size and the core's ``vp-linear`` process (beta from ``beta_min`` to
+    ``beta_max`` over t in [0, 1]; DiffWave's 50-step linspace(1e-4, 0.05) is beta_min 0.005, beta_max 2.5 in these
+    units, whose end point alpha_bar = 0.29 is not the N(0, I) the core's samplers start from, so the default is the
+    standard 0.1 -> 20)."""
+
+    size: Literal["tiny", "small", "base"] = "small"
+    channels: int = 0  # 0: from size
+    layers: int = 0
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    prediction: Literal["eps", "x0"] = "eps"
+
+
+@dataclass(frozen=True)
+class VocoderSampleConfig(SampleConfig):
+    """``sample``: ``ddpm`` (ancestral, 50 steps) by default; the fast path is ``--sampler ddim --steps 6``."""
+
+    sampler: str = "ddpm"
+    steps: int = 50
+    batch_size: int = 4
+    num: int = 4
+    spectrograms: bool = True
+
+
+@dataclass(frozen=True)
+class VocoderEvalConfig(BaseEvalConfig):
+    """``eval``: held-out clips resynthesised by the model (``sample.steps`` and ``fast_steps`` DDIM steps) and by
+    Griffin-Lim (``gl_iters``) from the linear and the mel spectrogram; LSD, MCD, PESQ, ESTOI, seconds."""
+
+    num_clips: int = 4
+    seconds: float = 2.0
+    reference: str | None = None
+    baselines: bool = True
+    fast_steps: int = 6
+    gl_iters: int = 64
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    data: VocoderDataConfig = field(default_factory=VocoderDataConfig)
+    model: VocoderModelConfig = field(default_factory=VocoderModelConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100000, batch_size=8, lr=2e-4, warmup_steps=100,
+                                                                   ema_decay=0.999, bf16=False, checkpoint_every=1000))
+    sample: VocoderSampleConfig = field(default_factory=VocoderSampleConfig)
+    eval: VocoderEvalConfig = field(default_factory=VocoderEvalConfig)
+
+
+VOCODER_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"model.size": "tiny", "data.segment_samples": 2048, "data.synthetic_clips": 16, "data.synthetic_seconds": 2.0,
+             "data.val_items": 2, "train.steps": 150, "train.batch_size": 4, "train.lr": 2e-3, "train.warmup_steps": 10,
+             "train.ema_decay": 0.95, "train.checkpoint_every": 150, "train.log_every": 25, "sample.steps": 20,
+             "sample.num": 2, "eval.num_clips": 2, "eval.seconds": 1.0, "eval.gl_iters": 32},
+    "small": {"model.size": "small", "data.segment_samples": 8192, "train.steps": 6000, "train.batch_size": 8, "train.lr": 5e-4,
+              "train.ema_decay": 0.995},
+    "base": {"model.size": "base", "data.segment_samples": 16000, "train.steps": 500000, "train.batch_size": 16,
+             "train.lr": 2e-4, "train.ema_decay": 0.9999, "eval.num_clips": 32},
+}
+
+__all__ += ["VOCODER_PRESETS", "VocoderConfig", "VocoderDataConfig", "VocoderEvalConfig", "VocoderModelConfig", "VocoderSampleConfig"]

@@ -7,7 +7,9 @@ from polydiff import hookimpl
 
 @hookimpl
 def register_recipes(register):  # type: ignore[no-untyped-def]
-    """``audio/sgmse``."""
+    """``audio/sgmse``, ``audio/diffwave``."""
     from .recipes import SGMSERecipe
+    from .vocoder import DiffWaveRecipe
 
     register(SGMSERecipe())
+    register(DiffWaveRecipe())
