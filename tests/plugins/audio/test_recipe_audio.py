@@ -26,7 +26,7 @@ def _cfg(*overrides: str):
 def test_plugin_registers_the_recipe():
     got = []
     plugin.register_recipes(lambda r, **kw: got.append(r))
-    assert [r.name for r in got] == ["audio/sgmse", "audio/diffwave"] and {o.name for o in got[0].sample_options} >= {"input"}
+    assert [r.name for r in got] == ["audio/sgmse", "audio/diffwave", "audio/udiffse"] and {o.name for o in got[0].sample_options} >= {"input"}
 
 
 class _PassThrough(torch.nn.Module):
