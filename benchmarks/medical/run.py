@@ -170,6 +170,7 @@ def main() -> None:
     runs = args.runs or Path(tempfile.mkdtemp(prefix="polydiff-medical-bench-"))
     record = {"budget": args.budget, "settings": b, "threads": args.threads, "machine": platform.processor() or platform.machine(),
               "convention": CONVENTION, "rows": [], "training": {}}
+    prev_training = json.loads((out / "results.json").read_text())["training"] if args.reuse else {}
     for recipe, data_name, kind, tasks in [(CTPriorRecipe(), "invesalius-ct", "ct", CT_TASKS), (MRIPriorRecipe(), "mricron-ch2", "mri", MRI_TASKS)]:
         print(f"== {recipe.name} on {data_name}: training {b['train_steps']} steps at {b['size']}x{b['size']}", flush=True)
         if args.reuse:  # evaluate the priors a previous run trained into --runs (training seconds from its record)
@@ -177,8 +178,7 @@ def main() -> None:
 
             _, cfg, run = read_run(runs / f"run-{kind}")
             model = load_model(recipe, cfg, run, ema=True)
-            prev = json.loads((out / "results.json").read_text())["training"][recipe.name]
-            secs = prev["seconds"]
+            secs = prev_training[recipe.name]["seconds"]
         else:
             cfg, run, model, secs = train_prior(recipe, data_name, b, runs / f"run-{kind}")
         split = recipe.split(cfg, run)
