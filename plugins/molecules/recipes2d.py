@@ -39,6 +39,7 @@ from .recipes import MoleculeRecipe, _ListDataset, categorical_process
 from .tasks import draw_atom_counts, pair_index
 
 GaussianName = Literal["vp-cosine", "vp-linear", "ve"]
+BOND_ORDERS_2D = (0.0, 1.0, 2.0, 3.0, 1.5)
 
 
 @dataclass(frozen=True)
@@ -376,7 +377,10 @@ class GDSSRecipe(Graph2DRecipe):
         process = processes.ProductProcess({"x": gauss(m.x_schedule, m.x_sigma_max), "adj": gauss(m.adj_schedule, m.adj_sigma_max)},
                                            {"x": m.x_weight, "adj": m.adj_weight})
         net = GDSSNet(len(stats["elements"]), hidden=m.hidden, layers=m.layers, heads=m.heads, time_dim=m.time_dim)
-        return polydiff.Denoiser(net, process, prediction={"x": m.prediction, "adj": m.prediction})
+        from .graph2d import ClampedDenoiser
+
+        return ClampedDenoiser(net, process, {"x": m.prediction, "adj": m.prediction},
+                               {"x": (0.0, 1.0), "adj": (0.0, max(BOND_ORDERS_2D))})
 
     def collate(self, mols: list[Any], num_atom_classes: int, device: Any = "cpu", dtype: torch.dtype = torch.float32) -> Graph2DBatch:
         from .graph2d import dense_graphs, gdss_space

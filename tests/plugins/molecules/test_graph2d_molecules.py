@@ -201,3 +201,26 @@ def test_correction_never_increases_invalid_molecules_on_random_graphs():
     res = evaluate_2d(mols, mols[:5], [], VOCAB, fcd_nspdk=False)
     assert math.isclose(res["validity/largest_fragment/model@raw"], sum(raw) / len(mols))
     assert math.isclose(res["validity/largest_fragment/model@valency-corrected"], sum(fixed) / len(mols))
+
+
+def test_clamped_denoiser_keeps_x0_in_range_and_eps_consistent():
+    from polydiff_molecules.graph2d import ClampedDenoiser
+
+    torch.manual_seed(0)
+    process = processes.ProductProcess({"x": processes.get("vp-cosine"), "adj": processes.get("vp-cosine")})
+    model = ClampedDenoiser(GDSSNet(4, hidden=16, layers=1, heads=4).double(), process, {"x": "eps", "adj": "eps"},
+                            {"x": (0.0, 1.0), "adj": (0.0, 3.0)})
+    mask = torch.arange(5)[None] < torch.tensor([5, 3])[:, None]
+    space = gdss_space(mask)
+    like = {"x": torch.zeros(2, 5, 4, dtype=torch.float64), "adj": torch.zeros(2, 5, 5, dtype=torch.float64)}
+    z = space.randn_like(like, torch.Generator().manual_seed(0))
+    z = {k: 50 * v for k, v in z.items()}  # far outside the data range
+    t = torch.tensor([0.99, 0.5], dtype=torch.float64)
+    with torch.no_grad():
+        d = model.denoise(z, t, {"node_mask": mask}, space=space)
+    for k, hi in (("x", 1.0), ("adj", 3.0)):
+        assert float(d[k].x0.min()) >= 0.0 and float(d[k].x0.max()) <= hi
+        v = process.components[k].schedule(t)
+        rebuilt = space[k].expand(v.alpha, z[k]) * d[k].x0 + space[k].expand(v.sigma, z[k]) * d[k].eps
+        torch.testing.assert_close(rebuilt, space[k].project(z[k]), rtol=0, atol=1e-9)
+    assert torch.equal(d["adj"].x0, d["adj"].x0.transpose(1, 2))
