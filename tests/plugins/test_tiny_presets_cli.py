@@ -16,6 +16,7 @@ import pytest
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["text/mdlm", "timeseries/diffusion-ts", "timeseries/csdi", "molecules/edm", "molecules/eqgat",
+                                    "molecules/digress", "molecules/gdss",
                                     "audio/sgmse", "audio/diffwave", "audio/udiffse",
                                     "medical/ct-prior", "medical/mri-prior"])
 def test_tiny_preset_trains_samples_and_evaluates_within_budget(recipe: str, tmp_path: Path) -> None:
