@@ -162,4 +162,14 @@ SIZES: dict[str, dict] = {
     "base": {"ch": 64, "ch_mult": (1, 1, 2, 2, 2, 2), "num_res_blocks": 2, "attention": True},
 }
 
-__all__ = ["NCSNppLite", "SIZES", "pad_frames"]
+def unet_from_config(model_cfg: object) -> NCSNppLite:
+    """The U-Net of a ``model`` config section: preset ``size`` with optional ``ch`` / ``ch_mult`` overrides and ``dropout``."""
+    size = dict(SIZES[model_cfg.size])
+    if model_cfg.ch:
+        size["ch"] = model_cfg.ch
+    if model_cfg.ch_mult:
+        size["ch_mult"] = tuple(model_cfg.ch_mult)
+    return NCSNppLite(**size, dropout=model_cfg.dropout)
+
+
+__all__ = ["NCSNppLite", "SIZES", "pad_frames", "unet_from_config"]

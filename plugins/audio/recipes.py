@@ -26,7 +26,7 @@ from polydiff.errors import DataError, UserInputError
 from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
 from polydiff.seeding import mix_seed
 
-from .backbones import SIZES, NCSNppLite, pad_frames
+from .backbones import pad_frames, unet_from_config
 from .chunking import ChunkedSpectrogram, OverlapAdd, chunk_starts
 from .config import PRESETS, AudioConfig
 from .data import (
@@ -161,12 +161,7 @@ class SGMSERecipe(Recipe):
 
     def build_model(self, cfg: AudioConfig, run: RunDir) -> nn.Module:
         m = cfg.model
-        size = dict(SIZES[m.size])
-        if m.ch:
-            size["ch"] = m.ch
-        if m.ch_mult:
-            size["ch_mult"] = tuple(m.ch_mult)
-        net = NCSNppLite(**size, dropout=m.dropout)
+        net = unet_from_config(m)
         pred = "x0" if m.prediction == "auto" else m.prediction
         return polydiff.Denoiser(net, self.process(cfg), prediction=pred)
 

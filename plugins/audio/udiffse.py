@@ -26,7 +26,7 @@ from polydiff.guidance import ScoreGuidance
 from polydiff.recipes import DataBundle, RunDir
 from polydiff.seeding import mix_seed
 
-from .backbones import SIZES, NCSNppLite, pad_frames
+from .backbones import NCSNppLite, pad_frames, unet_from_config
 from .config import PRESETS, AudioConfig, AudioModelConfig
 from .data import Clip, crop_or_pad
 from .recipes import SGMSERecipe, normalise, spec_config
@@ -167,12 +167,7 @@ class UDiffSERecipe(SGMSERecipe):
 
     def build_model(self, cfg: UDiffSEConfig, run: RunDir | None = None) -> nn.Module:
         m = cfg.model
-        size = dict(SIZES[m.size])
-        if m.ch:
-            size["ch"] = m.ch
-        if m.ch_mult:
-            size["ch_mult"] = tuple(m.ch_mult)
-        return polydiff.Denoiser(UnconditionalUNet(NCSNppLite(**size, dropout=m.dropout)), self.process(cfg), prediction=m.prediction)
+        return polydiff.Denoiser(UnconditionalUNet(unet_from_config(m)), self.process(cfg), prediction=m.prediction)
 
     def enhance(self, model: nn.Module, cfg: UDiffSEConfig, noisy: np.ndarray, *, sampler: str, steps: int, seed: int,
                 options: Any = None) -> tuple[np.ndarray, int]:
