@@ -75,7 +75,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--input", required=True)
     ap.add_argument("--output", required=True)
-    ap.add_argument("--models", default="mstl-ets,autoets,autoarima,seasonal-naive")
+    ap.add_argument("--models", default="mstl-ets,autoets,autoarima,seasonal-naive",
+                    help="comma-separated; NAME@K runs NAME at history length K only")
     args = ap.parse_args()
     # AutoARIMA's optimiser warns on many windows ("possible convergence problem"); its fit is still used
     warnings.filterwarnings("ignore", message="possible convergence problem")
@@ -83,9 +84,10 @@ def main() -> None:
     history, horizon = data["history"], int(data["horizon"])
     seasons = [int(s) for s in data["season_lengths"]]
     out: dict[str, np.ndarray] = {}
-    for model in args.models.split(","):
+    for entry in args.models.split(","):
+        model, _, only = entry.partition("@")  # "autoarima@72": that model at that context only
         for ctx in [int(c) for c in data["contexts"]]:
-            if model == "mstl-ets" and ctx < 2 * max(seasons):
+            if (model == "mstl-ets" and ctx < 2 * max(seasons)) or (only and ctx != int(only)):
                 continue  # MSTL needs two full weekly cycles
             t0 = time.perf_counter()
             q = np.stack([np.stack([forecast_quantiles(history[w, -ctx:, c], horizon, model, seasons)
