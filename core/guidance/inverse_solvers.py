@@ -42,6 +42,7 @@ from .base import GuidedModel
 from .classifier import ScoreGuidance
 from .common import alpha_sigma, space_for, x0_of
 from .data_consistency import _with_x0
+from .data_consistency import cg_solve as cg
 from .operators import measurement_sum
 
 
@@ -52,37 +53,6 @@ def _range_space(operator: Any, space: DataSpace, y: Tensor) -> DataSpace:
 def _check_linear(name: str, operator: Any) -> None:
     if not (hasattr(operator, "forward") and hasattr(operator, "adjoint")):
         raise ValueError(f"{name}: operator must be linear with forward() and adjoint(), got {type(operator).__name__}")
-
-
-def cg(apply: Any, b: Tensor, x: Tensor, iters: int, space: DataSpace, rtol: float = 1e-10) -> Tensor:
-    """Conjugate gradients for a symmetric positive (semi-)definite ``apply(x) = b``, per sample (inner products
-    ``space.sum``); a sample stops once its residual norm falls below ``rtol`` times its initial one, so a
-    singular system (``A^T A`` of an under-determined ``A``) converges instead of dividing by round-off. The
-    tolerance is at least ``100 eps`` of the dtype (float32: 1.2e-5) relative to the initial residual and to the
-    right-hand side, below which CG only amplifies round-off."""
-    r = b - apply(x)
-    p = r
-    rs = space.sum(r * r)
-    floor = 100 * torch.finfo(x.dtype).eps
-    rtol = max(float(rtol), floor)
-    # stop at rtol of the initial residual, and never below round-off of the right-hand side (a start that
-    # already solves the system, e.g. the last step's estimate, must not be "refined" from round-off)
-    stop = torch.maximum(rs * rtol**2, space.sum(b * b) * floor**2)
-    for _ in range(iters):
-        active = rs > stop
-        if not bool(active.any()):
-            break
-        ap = apply(p)
-        pap = space.sum(p * ap)
-        ok = active & (pap > 0)
-        step = torch.where(ok, rs / torch.where(ok, pap, torch.ones_like(pap)), torch.zeros_like(rs))
-        x = x + space.expand(step.to(x.dtype), x) * p
-        r = r - space.expand(step.to(x.dtype), x) * ap
-        rs_new = space.sum(r * r)
-        beta = torch.where(ok, rs_new / torch.where(ok, rs, torch.ones_like(rs)), torch.zeros_like(rs))
-        p = r + space.expand(beta.to(x.dtype), x) * p
-        rs = torch.where(ok, rs_new, rs)
-    return x
 
 
 def tweedie_variance(process: Any, t: Tensor, data_std: float) -> Tensor:
