@@ -286,11 +286,15 @@ def main() -> None:
                     help="one part; 'baselines' scores only the non-diffusion rows on the forecasting windows (no training)")
     ap.add_argument("--classical-python", default=str(CLASSICAL_ENV),
                     help="python of the statsforecast environment (made by benchmarks/timeseries/setup_classical.sh)")
+    ap.add_argument("--classical-models", default=None,
+                    help="override the budget's statsforecast models, e.g. mstl-ets,autoets,autoarima@72 (NAME@K: history K only)")
     ap.add_argument("--nfe", default=None, help="comma-separated step counts for the speed sweep (default: the budget's)")
     args = ap.parse_args()
     name = "quick" if args.quick else (args.budget or "base")
     b = budget(name, args.device)
     b["classical_python"] = args.classical_python
+    if args.classical_models:
+        b["classical"] = args.classical_models
     if args.nfe:
         b["nfe"] = [int(v) for v in args.nfe.split(",")]
     work = Path(args.work) / name
