@@ -333,7 +333,8 @@ def markdown(res: dict) -> str:
                       "| method | CRPS | CRPS-sum | MAE | cov50 | cov90 |", "|---|---|---|---|---|---|"]
             for name, m in f[task].items():
                 lines.append(f"| {name} | {m['crps']:.4f} | {m['crps_sum']:.4f} | {m['mae']:.2f} | {m['coverage_50']:.2f} | {m['coverage_90']:.2f} |")
-        lines += ["", "| sampler | steps | forecast CRPS | s / 100 samples |", "|---|---|---|---|"]
+        if f.get("speed"):
+            lines += ["", "| sampler | steps | forecast CRPS | s / 100 samples |", "|---|---|---|---|"]
         for s in f.get("speed", []):
             lines.append(f"| {s['sampler']} | {s['steps']} | {s['crps']:.4f} | {s['seconds_per_100_samples']:.3f} |")
     lines.append(f"\nbudget: {json.dumps(res['budget'])}; total {res['total_seconds']:.0f} s")
