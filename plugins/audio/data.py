@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polydiff.errors import DataError
+from polydiff.errors import DataError, UserInputError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -103,6 +103,23 @@ def audio_files(folder: str | Path) -> list[Path]:
     """WAV/FLAC/OGG files directly in ``folder`` and its subfolders, sorted."""
     root = Path(folder)
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def input_files(src: str | Path) -> list[tuple[str, Path]]:
+    """``sample --input FILE_OR_DIR``: ``(name, path)`` per audio file (names relative to a folder, so the outputs mirror it).
+
+    Raises:
+        UserInputError: no such file or folder, or a folder without WAV/FLAC/OGG files.
+    """
+    root = Path(src)
+    if root.is_file():
+        return [(root.name, root)]
+    if not root.is_dir():
+        raise UserInputError(f"--input {root}: no such file or folder (expected a WAV/FLAC/OGG file or a folder of them)")
+    files = audio_files(root)
+    if not files:
+        raise UserInputError(f"--input {root}: no {'/'.join(e[1:].upper() for e in AUDIO_EXTENSIONS)} files in this folder")
+    return [(str(f.relative_to(root)), f) for f in files]
 
 
 def read_folder(folder: str | Path, sample_rate: int, *, strict: bool = False, what: str = "audio") -> list[Clip]:

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import polydiff
-from polydiff.errors import DataError, UserInputError
+from polydiff.errors import DataError
 from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
 from polydiff.seeding import mix_seed
 
@@ -30,11 +30,11 @@ from .backbones import pad_frames, unet_from_config
 from .chunking import ChunkedSpectrogram, OverlapAdd, chunk_starts
 from .config import PRESETS, AudioConfig
 from .data import (
-    AUDIO_EXTENSIONS, TEST_NOISES, TRAIN_NOISES, Clip, audio_files, load_user_folder, mixture, read_audio,
+    TEST_NOISES, TRAIN_NOISES, Clip, input_files, load_user_folder, mixture, read_audio,
     resample, synthetic_corpus, synthetic_noises,
 )
 from .transforms import SpecConfig, wav_to_spec
-from .writers import EnhancedSamples, read_wavs, write_samples
+from .writers import EnhancedSamples, WavSampleFiles
 
 
 def spec_config(cfg: AudioConfig) -> SpecConfig:
@@ -103,7 +103,7 @@ def _split(clips: list[Clip], fraction: float) -> tuple[list[Clip], list[Clip]]:
     return clips[: len(clips) - n_val] or clips, clips[len(clips) - n_val:] or clips
 
 
-class SGMSERecipe(Recipe):
+class SGMSERecipe(WavSampleFiles, Recipe):
     """SGMSE+-style diffusion speech enhancement (OUVE or the Schrödinger bridge toward the noisy mixture)."""
 
     name: ClassVar[str] = "audio/sgmse"
@@ -262,20 +262,11 @@ class SGMSERecipe(Recipe):
         src = options.get("input")
         names, audio, rates, noisy_l, clean_l, nfes, secs = [], [], [], [], [], [], []
         if src:
-            root = Path(src)
-            if root.is_dir():
-                files = audio_files(root)
-                if not files:
-                    raise UserInputError(f"--input {root}: no {'/'.join(e[1:].upper() for e in AUDIO_EXTENSIONS)} files in this folder")
-            elif root.is_file():
-                files = [root]
-            else:
-                raise UserInputError(f"--input {root}: no such file or folder (expected a WAV/FLAC/OGG file or a folder of them)")
-            for f in files:
+            for name, f in input_files(src):
                 t0 = time.perf_counter()
                 enh, noisy, sr, nfe = self.enhance_file(model, cfg, f, **kw)
                 secs.append(time.perf_counter() - t0)
-                names.append(str(f.relative_to(root)) if root.is_dir() else f.name)
+                names.append(name)
                 audio.append(enh)
                 rates.append(sr)
                 noisy_l.append(noisy)
@@ -292,12 +283,6 @@ class SGMSERecipe(Recipe):
                 clean_l.append(x)
                 nfes.append(nfe)
         return EnhancedSamples(tuple(names), tuple(audio), tuple(rates), tuple(noisy_l), tuple(nfes), tuple(secs), tuple(clean_l))
-
-    def write_samples(self, samples: EnhancedSamples, out_dir: Path, cfg: AudioConfig, run: RunDir) -> list[Path]:
-        return write_samples(samples, Path(out_dir), spectrograms=cfg.sample.spectrograms)
-
-    def read_samples(self, samples_dir: Path) -> dict[str, tuple[np.ndarray, int]]:
-        return read_wavs(samples_dir)
 
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, cfg: AudioConfig, run: RunDir, samples_dir: Path | None) -> dict[str, float]:

@@ -23,15 +23,15 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import polydiff
-from polydiff.errors import DataError, UserInputError
+from polydiff.errors import DataError
 from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
 from polydiff.seeding import mix_seed
 
 from .config import VOCODER_PRESETS, VocoderConfig
-from .data import AUDIO_EXTENSIONS, Clip, audio_files, crop_or_pad, read_audio, read_folder, resample, synthetic_corpus
+from .data import Clip, crop_or_pad, input_files, read_audio, read_folder, resample, synthetic_corpus
 from .diffwave import SIZES, DiffWaveNet
 from .transforms import MelConfig, log_mel
-from .writers import EnhancedSamples, read_wavs, write_samples
+from .writers import EnhancedSamples, WavSampleFiles
 
 
 def mel_config(cfg: VocoderConfig) -> MelConfig:
@@ -57,7 +57,7 @@ class WaveDataset(Dataset):
         return {"x": x, "mel": log_mel(x, self.mel)[0]}
 
 
-class DiffWaveRecipe(Recipe):
+class DiffWaveRecipe(WavSampleFiles, Recipe):
     """DiffWave-style diffusion vocoder conditioned on log-mel spectrograms; Griffin-Lim baselines."""
 
     name: ClassVar[str] = "audio/diffwave"
@@ -158,20 +158,11 @@ class DiffWaveRecipe(Recipe):
         src = options.get("input")
         names, audio, rates, orig, nfes, secs, refs = [], [], [], [], [], [], []
         if src:
-            root = Path(src)
-            if root.is_dir():
-                files = audio_files(root)
-                if not files:
-                    raise UserInputError(f"--input {root}: no {'/'.join(e[1:].upper() for e in AUDIO_EXTENSIONS)} files in this folder")
-            elif root.is_file():
-                files = [root]
-            else:
-                raise UserInputError(f"--input {root}: no such file or folder (expected a WAV/FLAC/OGG file or a folder of them)")
-            for i, f in enumerate(files):
+            for i, (name, f) in enumerate(input_files(src)):
                 t0 = time.perf_counter()
                 out, o, sr, nfe = self.vocode_file(model, cfg, f, sampler=sampler, steps=steps, seed=mix_seed(seed, i))
                 secs.append(time.perf_counter() - t0)
-                names.append(str(f.relative_to(root)) if root.is_dir() else f.name)
+                names.append(name)
                 audio.append(out)
                 rates.append(sr)
                 orig.append(o)
@@ -188,12 +179,6 @@ class DiffWaveRecipe(Recipe):
                 refs.append(a)
                 nfes.append(nfe)
         return EnhancedSamples(tuple(names), tuple(audio), tuple(rates), tuple(orig), tuple(nfes), tuple(secs), tuple(refs))
-
-    def write_samples(self, samples: EnhancedSamples, out_dir: Path, cfg: VocoderConfig, run: RunDir) -> list[Path]:
-        return write_samples(samples, Path(out_dir), spectrograms=cfg.sample.spectrograms)
-
-    def read_samples(self, samples_dir: Path) -> dict[str, tuple[np.ndarray, int]]:
-        return read_wavs(samples_dir)
 
     # -- evaluation --------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, cfg: VocoderConfig, run: RunDir, samples_dir: Path | None) -> dict[str, float]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,4 +106,14 @@ def spectrogram_png(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], 
     return p
 
 
-__all__ = ["EnhancedSamples", "read_wavs", "spectrogram_png", "write_samples", "write_wavs"]
+class WavSampleFiles:
+    """The recipe methods that write :class:`EnhancedSamples` as WAVs (+ spectrogram PNGs) and read a folder of WAVs back."""
+
+    def write_samples(self, samples: EnhancedSamples, out_dir: Path, cfg: Any, run: Any) -> list[Path]:
+        return write_samples(samples, Path(out_dir), spectrograms=cfg.sample.spectrograms)
+
+    def read_samples(self, samples_dir: Path) -> dict[str, tuple[np.ndarray, int]]:
+        return read_wavs(samples_dir)
+
+
+__all__ = ["WavSampleFiles", "EnhancedSamples", "read_wavs", "spectrogram_png", "write_samples", "write_wavs"]
