@@ -1,5 +1,11 @@
-"""Audio benchmark: SGMSE+ (OUVE and the Schrödinger bridge) against the noisy mixture, spectral subtraction and
-the decision-directed Wiener filter on held-out speakers mixed with held-out noise at -5, 0, 5 and 10 dB.
+"""Audio benchmark: SGMSE+ (OUVE and the Schrödinger bridge) and unsupervised UDiffSE against the noisy mixture,
+spectral subtraction and the decision-directed Wiener filter on held-out speakers mixed with held-out noise at -5, 0, 5
+and 10 dB (UDiffSE at 0 and 5 dB).
+
+UDiffSE (``audio/udiffse``): a clean-speech prior trained on the training speakers' clean speech only (it never sees
+noise), enhanced with the paper's EM schedule (``udiffse_em`` outer iterations x ``udiffse_steps`` ddpm steps) and an
+NMF noise model initialised from positive random factors at the mixture's power: no noise clip, training or test,
+enters its initialisation, so every test noise is unseen.
 
 Data (``--data fillets``, the default): the Czech dialogue of Fish Fillets NG (Debian ``fillets-ng-data-cs``), split by
 speaker (the second-largest speaker and every other minor speaker are test speakers, never trained on); noise: the game's
@@ -12,6 +18,8 @@ Usage::
 
     python benchmarks/audio/run.py --budget small --threads 1 --work /tmp/audio-bench   # writes benchmarks/audio/results/small/
     python benchmarks/audio/run.py --budget quick --data synthetic --out /tmp/q
+    python benchmarks/audio/run.py --budget small --methods udiffse --threads 1 --work /tmp/audio-bench \
+        --out benchmarks/audio/results/small-udiffse        # the UDiffSE row alone (baselines re-scored, no SGMSE+)
 
 Per method: PESQ-wb, ESTOI, SI-SDR (mean over the test mixtures, per SNR), NFE and the real-time factor
 (compute seconds per second of audio at ``--threads``).
@@ -47,12 +55,16 @@ class Budget:
     ch_mult: tuple[int, ...]
     pc_steps: int
     sweep: tuple[int, ...]
+    udiffse_em: int = 5  # UDiffSE outer EM iterations (the paper: 5)
+    udiffse_steps: int = 30  # reverse steps per E-step (the paper: 30)
+    udiffse_snrs: tuple[float, ...] = (0.0, 5.0)
 
 
 BUDGETS = {
-    "quick": Budget(24, 1, 1, 1.0, 3, 2, 32, 8, (1, 2, 2), 2, (1, 2)),
-    "small": Budget(600, 3, 2, 2.0, 300, 4, 64, 16, (1, 2, 2, 2), 30, (1, 4, 8, 30)),
+    "quick": Budget(24, 1, 1, 1.0, 3, 2, 32, 8, (1, 2, 2), 2, (1, 2), 2, 2),
+    "small": Budget(600, 3, 2, 2.0, 300, 4, 64, 16, (1, 2, 2, 2), 30, (1, 4, 8, 30), 5, 30),
 }
+METHODS = ("baselines", "ouve", "sb-ve", "udiffse")
 
 
 # -- data --------------------------------------------------------------------------------------------------------
@@ -153,6 +165,29 @@ def train_model(work: Path, budget: Budget, process: str, threads: int):
     return rec, cfg, training.load_model(rec, cfg, run), seconds
 
 
+def train_udiffse(work: Path, budget: Budget, threads: int):
+    """The clean-speech prior of ``audio/udiffse`` on ``work/train/clean`` (the same U-Net size and budget as SGMSE+)."""
+    from polydiff import training
+    from polydiff.config import resolve_config
+    from polydiff.recipes import RunDir
+    from polydiff_audio.udiffse import UDiffSERecipe
+
+    rec = UDiffSERecipe()
+    overrides = [f"data.path='{work / 'train'}'", "data.val_fraction=0.05", "data.val_items=4",
+                 f"data.segment_frames={budget.frames}", "model.size='tiny'", f"model.ch={budget.ch}",
+                 f"model.ch_mult={list(budget.ch_mult)}", f"train.steps={budget.steps}", f"train.batch_size={budget.batch}",
+                 "train.lr=5e-4", f"train.warmup_steps={min(50, budget.steps)}", "train.ema_decay=0.99",
+                 f"train.checkpoint_every={budget.steps}", "train.log_every=50", f"sample.steps={budget.udiffse_steps}",
+                 f"model.em_iterations={budget.udiffse_em}", "model.posterior_samples=1"]
+    cfg = resolve_config(rec, preset="tiny", overrides=overrides)
+    run = RunDir(work / "run-udiffse")
+    t0 = time.perf_counter()
+    if not (run.checkpoints.is_dir() and any(run.checkpoints.iterdir())):
+        training.train(rec, cfg, run, progress=False)
+    seconds = time.perf_counter() - t0
+    return rec, cfg, training.load_model(rec, cfg, run), seconds
+
+
 def score_method(mixtures: list[dict], fn) -> tuple[list[dict], float]:
     """Scores per mixture of ``fn(noisy) -> (enhanced, nfe)`` and the real-time factor."""
     from polydiff_audio.metrics import score
@@ -187,7 +222,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, default=None, help="scratch folder for the prepared WAVs and runs (default: OUT/work)")
     ap.add_argument("--no-sb", action="store_true", help="skip the Schrödinger-bridge model")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help=f"comma-separated subset of {', '.join(METHODS)} (the noisy row is always scored)")
     args = ap.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = sorted(set(methods) - set(METHODS))
+    if bad:
+        ap.error(f"--methods: unknown {', '.join(bad)}; expected a subset of {', '.join(METHODS)}")
+    if args.no_sb and "sb-ve" in methods:
+        methods.remove("sb-ve")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -203,18 +246,25 @@ def main(argv: list[str] | None = None) -> dict:
 
     from polydiff_audio.baselines import spectral_subtraction, wiener_dd
 
+    command = "python benchmarks/audio/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results: dict = {"budget": args.budget, "data": args.data, "threads": args.threads, "budget_spec": budget.__dict__,
-                     "methods": {}, "sweep": {}, "train_seconds": {}}
+                     "methods": {}, "sweep": {}, "train_seconds": {}, "command": command}
+
+    def save() -> None:  # after every stage, so an interrupted run keeps what it measured
+        results["wall_seconds"] = time.perf_counter() - t_start
+        (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        (out / "results.md").write_text(markdown(results))
 
     def record(name: str, rows: list[dict], rtf: float) -> None:
         results["methods"][name] = {"summary": summarise(rows), "rtf": rtf, "nfe": rows[0]["nfe"] if rows else 0}
         print(name, json.dumps(results["methods"][name]["summary"].get("all")), f"rtf {rtf:.3f}", flush=True)
+        save()
 
     record("noisy", *score_method(mixtures, lambda y: (y, 0)))
-    record("spectral subtraction", *score_method(mixtures, lambda y: (spectral_subtraction(y), 0)))
-    record("Wiener (decision-directed)", *score_method(mixtures, lambda y: (wiener_dd(y), 0)))
-    processes = ["ouve"] if args.no_sb else ["ouve", "sb-ve"]
-    for proc in processes:
+    if "baselines" in methods:
+        record("spectral subtraction", *score_method(mixtures, lambda y: (spectral_subtraction(y), 0)))
+        record("Wiener (decision-directed)", *score_method(mixtures, lambda y: (wiener_dd(y), 0)))
+    for proc in [m for m in ("ouve", "sb-ve") if m in methods]:
         rec, cfg, model, secs = train_model(work, budget, proc, args.threads)
         results["train_seconds"][proc] = secs
         print(f"trained {proc}: {budget.steps} steps in {secs:.0f} s", flush=True)
@@ -226,14 +276,20 @@ def main(argv: list[str] | None = None) -> dict:
             results["sweep"][f"{proc} ddim {steps}"] = {"nfe": rows[0]["nfe"], "rtf": rtf, "summary": summarise(rows)}
         rows, rtf = score_method(sweep_mix, lambda y: rec.enhance(model, cfg, y, sampler="pc", steps=budget.pc_steps, seed=0))
         results["sweep"][f"{proc} pc {budget.pc_steps}"] = {"nfe": rows[0]["nfe"], "rtf": rtf, "summary": summarise(rows)}
-    noisy_sweep, _ = score_method(sweep_mix, lambda y: (y, 0))
-    wiener_sweep, _ = score_method(sweep_mix, lambda y: (wiener_dd(y), 0))
-    results["sweep"]["noisy"] = {"nfe": 0, "rtf": 0.0, "summary": summarise(noisy_sweep)}
-    results["sweep"]["Wiener (decision-directed)"] = {"nfe": 0, "rtf": 0.0, "summary": summarise(wiener_sweep)}
-    results["wall_seconds"] = time.perf_counter() - t_start
-    results["command"] = "python benchmarks/audio/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out / "results.md").write_text(markdown(results))
+        save()
+    if "udiffse" in methods:
+        rec, cfg, model, secs = train_udiffse(work, budget, args.threads)
+        results["train_seconds"]["udiffse prior"] = secs
+        print(f"trained the udiffse prior: {budget.steps} steps in {secs:.0f} s", flush=True)
+        sel = [m for m in mixtures if m["snr"] in budget.udiffse_snrs]
+        label = f"UDiffSE (EM {budget.udiffse_em} x ddpm {budget.udiffse_steps})"
+        record(label, *score_method(sel, lambda y: rec.enhance(model, cfg, y, sampler="ddpm", steps=budget.udiffse_steps, seed=0)))
+    if "baselines" in methods and sweep_mix:
+        noisy_sweep, _ = score_method(sweep_mix, lambda y: (y, 0))
+        wiener_sweep, _ = score_method(sweep_mix, lambda y: (wiener_dd(y), 0))
+        results["sweep"]["noisy"] = {"nfe": 0, "rtf": 0.0, "summary": summarise(noisy_sweep)}
+        results["sweep"]["Wiener (decision-directed)"] = {"nfe": 0, "rtf": 0.0, "summary": summarise(wiener_sweep)}
+    save()
     print(markdown(results))
     return results
 
@@ -242,7 +298,7 @@ def markdown(r: dict) -> str:
     def fmt(v: float) -> str:
         return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
-    lines = [f"Command: `{r['command']}` ({r['threads']} thread(s), data: {r['data']}; wall {r['wall_seconds'] / 60:.1f} min; "
+    lines = [f"Command: `{r['command']}` ({r['threads']} thread(s), data: {r['data']}; wall {r.get('wall_seconds', 0.0) / 60:.1f} min; "
              f"training {', '.join(f'{k} {v / 60:.1f} min' for k, v in r['train_seconds'].items())})", "",
              "| method | NFE | RTF | " + " | ".join(f"PESQ {s:+.0f} dB | ESTOI {s:+.0f} | SI-SDR {s:+.0f}" for s in SNRS) +
              " | PESQ all | ESTOI all | SI-SDR all |",
@@ -253,10 +309,12 @@ def markdown(r: dict) -> str:
             s = m["summary"].get(key, {})
             cells += [fmt(s.get("pesq")), fmt(s.get("estoi")), fmt(s.get("si_sdr"))]
         lines.append(f"| {name} | {m['nfe']} | {m['rtf']:.3f} | " + " | ".join(cells) + " |")
+    if any(name.startswith("UDiffSE") for name in r["methods"]):
+        lines += ["", "UDiffSE is scored at 0 and 5 dB only: its 'all' columns are the mean over those two SNRs."]
     lines += ["", "NFE sweep (mixtures at 0 and 5 dB; NFE per chunk; RTF at the given threads):", "",
               "| method | NFE | RTF | PESQ | ESTOI | SI-SDR |", "|---|---|---|---|---|---|"]
     for name, m in r["sweep"].items():
-        s = m["summary"]["all"]
+        s = m["summary"].get("all", {})
         lines.append(f"| {name} | {m['nfe']} | {m['rtf']:.3f} | {fmt(s['pesq'])} | {fmt(s['estoi'])} | {fmt(s['si_sdr'])} |")
     return "\n".join(lines) + "\n"
 

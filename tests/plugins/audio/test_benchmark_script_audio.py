@@ -21,8 +21,11 @@ def test_quick_budget_on_synthetic_data(tmp_path):
     r = mod.main(["--budget", "quick", "--data", "synthetic", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["methods"]) >= {"noisy", "spectral subtraction", "Wiener (decision-directed)",
-                                     "SGMSE+ ouve (pc 2)", "SGMSE+ sb-ve (ddim 2)"}
+                                     "SGMSE+ ouve (pc 2)", "SGMSE+ sb-ve (ddim 2)", "UDiffSE (EM 2 x ddpm 2)"}
     assert "| method | NFE | RTF |" in (tmp_path / "results.md").read_text()
     noisy, wiener = r["methods"]["noisy"]["summary"]["all"], r["methods"]["Wiener (decision-directed)"]["summary"]["all"]
     assert wiener["si_sdr"] > noisy["si_sdr"]
     assert r["methods"]["SGMSE+ ouve (pc 2)"]["nfe"] == 4
+    udiffse = r["methods"]["UDiffSE (EM 2 x ddpm 2)"]
+    assert udiffse["nfe"] == 2 * 2 and set(udiffse["summary"]) == {"+0", "+5", "all"}  # EM iterations x steps; 0 and 5 dB
+    assert "UDiffSE is scored at 0 and 5 dB only" in (tmp_path / "results.md").read_text()
