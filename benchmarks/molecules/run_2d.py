@@ -47,6 +47,16 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "small": {"preset": "small", "train_steps": 900, "max_molecules": 0, "reference_molecules": 2000, "num_samples": 1000,
               "sample_steps": 50, "batch_size": 256, "ema": 0.995, "warmup": 50},
 }
+# ``--sweep``: quality and time against sampling steps on the budget's trained runs (``sweep_samples`` molecules per point)
+SWEEP = {"quick": {"steps": [2, 4], "samples": 8}, "small": {"steps": [25, 50, 100, 250, 500, 1000], "samples": 128}}
+SWEEP_ROWS = [("validity w/o correction %", "validity/largest_fragment/model@raw", True),
+              ("connected validity w/o correction %", "validity/connected/model@raw", True),
+              ("uniqueness % (corrected)", "uniqueness/model@valency-corrected", True),
+              ("novelty % (corrected)", "novelty/model@valency-corrected", True),
+              ("NSPDK MMD (corrected)", "nspdk/model@valency-corrected", False),
+              ("FCD (corrected)", "fcd/model@valency-corrected", False),
+              ("atom-type TV", "atom_type_tv@raw", False),
+              ("bond-type TV (raw)", "bond_type_tv/model@raw", False)]
 RECIPES = {"molecules/digress": DigressRecipe, "molecules/gdss": GDSSRecipe}
 
 # molecules.md §3.4, GDSS on QM9 (10k samples, 1000-step sampler); percent except FCD / NSPDK
@@ -117,6 +127,65 @@ def bench_recipe(name: str, b: dict[str, Any], work: Path) -> dict[str, Any]:
     return res
 
 
+def sweep_recipe(name: str, b: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
+    """Quality and time against sampling steps for the trained run of ``name`` (trained by the main mode first).
+
+    Each point draws ``SWEEP[budget]["samples"]`` molecules with seed 0 at the recipe's sampler and scores them with
+    ``evaluate_2d`` against the same reference as the main table; results are saved after every point to
+    ``<out>/qm9_2d_<budget>_sweep_<recipe>.json`` and a finished point is not redone.
+    """
+    rec = RECIPES[name]()
+    cfg = resolve_config(rec, preset=b["preset"], overrides=overrides(b))
+    run = RunDir(work / name.replace("/", "_"))
+    if latest_step(run.checkpoints) < cfg.train.steps:
+        raise SystemExit(f"{run.path}: not trained to {cfg.train.steps} steps; run without --sweep first")
+    model = load_model(rec, cfg, run)
+    stats = rec.stats(cfg, run)
+    vocab = rec.vocabulary(stats)
+    from polydiff_molecules.data import load_qm9
+
+    ref = load_qm9(hydrogens=False, split="test", max_molecules=b["reference_molecules"])[0]
+    path = out / f"qm9_2d_{b['name']}_sweep_{name.split('/')[1]}.json"
+    res = json.loads(path.read_text()) if path.exists() else {"recipe": name, "sampler": cfg.sample.sampler, "points": {}}
+    res["command"] = "python benchmarks/molecules/run_2d.py " + " ".join(sys.argv[1:])
+    rec.sample(model, cfg, run, num=1, sampler=cfg.sample.sampler, steps=2, seed=1, options={})  # warm-up
+    sw = SWEEP[b["name"]]
+    for steps in sw["steps"]:
+        if str(steps) in res["points"]:
+            continue
+        t0 = time.perf_counter()
+        mols = rec.sample(model, cfg, run, num=sw["samples"], sampler=cfg.sample.sampler, steps=steps, seed=0, options={})
+        secs = time.perf_counter() - t0
+        metrics = evaluate_2d(mols, ref, stats.get("train_smiles", []), vocab)
+        res["points"][str(steps)] = {"num": len(mols), "sample_seconds": secs, "molecules_per_second": len(mols) / secs,
+                                     "metrics": metrics}
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=1, default=float))
+        print(f"{name} {steps} steps: {len(mols) / secs:.2f} mol/s, validity raw "
+              f"{metrics.get('validity/largest_fragment/model@raw', float('nan')):.3f}", flush=True)
+    return res
+
+
+def sweep_markdown(parts: dict[str, dict[str, Any]], b: dict[str, Any]) -> str:
+    """One table per recipe: a column per step count, rows ``SWEEP_ROWS`` plus molecules per second."""
+    sw = SWEEP[b["name"]]
+    lines = [f"# QM9 no-H, 2D: quality and time against sampling steps (`{b['name']}` budget)", "",
+             f"{sw['samples']} molecules per point (seed 0), the trained runs of the main table; reference: the first "
+             f"{b['reference_molecules']} test molecules. FCD at {sw['samples']} samples carries a large finite-sample bias "
+             "(compare columns, not with the main table).", ""]
+    for name, r in parts.items():
+        pts = r["points"]
+        steps = sorted(pts, key=int)
+        lines += [f"## {name} (`{r['sampler']}`)", "", f"Command: `{r['command']}`", "",
+                  "| metric | " + " | ".join(f"{s} steps" for s in steps) + " |", "|---|" + "---|" * len(steps)]
+        for label, key, pct in SWEEP_ROWS:
+            lines.append(f"| {label} | " + " | ".join(_fmt(pts[s]["metrics"].get(key), pct) for s in steps) + " |")
+        lines.append("| molecules / s | " + " | ".join(f"{pts[s]['molecules_per_second']:.2f}" for s in steps) + " |")
+        lines.append("| sampling seconds | " + " | ".join(f"{pts[s]['sample_seconds']:.0f}" for s in steps) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def data_row(b: dict[str, Any], train_smiles: list[str]) -> dict[str, Any]:
     from polydiff_molecules.data import load_qm9
 
@@ -175,12 +244,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--recipes", nargs="*", default=list(RECIPES))
     ap.add_argument("--combine", action="store_true", help="merge the per-recipe results of a budget and exit")
+    ap.add_argument("--sweep", action="store_true", help="quality and time against sampling steps on the trained runs")
     args = ap.parse_args(argv)
     if args.combine:
         return combine(args.out, args.budget)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     b = {**BUDGETS[args.budget], "name": args.budget}
+    if args.sweep:
+        parts = {}
+        for name in RECIPES:
+            path = args.out / f"qm9_2d_{args.budget}_sweep_{name.split('/')[1]}.json"
+            if name in args.recipes:
+                parts[name] = sweep_recipe(name, b, args.work, args.out)
+            elif path.exists():
+                parts[name] = json.loads(path.read_text())
+        (args.out / f"qm9_2d_{args.budget}_sweep.md").write_text(sweep_markdown(parts, b))
+        return {"sweep": parts}
     res: dict[str, Any] = {"budget": b, "command": "python benchmarks/molecules/run_2d.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                            "torch": torch.__version__, "machine": platform.platform(), "cpu_count": os.cpu_count(),
                            "torch_threads": torch.get_num_threads(), "recipes": {}}

@@ -70,3 +70,18 @@ def test_2d_quick_budget_end_to_end(load_benchmark, tmp_path):
     assert data["validity/largest_fragment/model@raw"] == 1.0 and _finite(data["fcd/model@raw"]) and _finite(data["nspdk/model@raw"])
     md = (tmp_path / "out" / "qm9_2d_quick_cpu.md").read_text()
     assert "validity w/o correction" in md and "GDSS" in md
+
+    # --sweep on the same trained runs: one point per step count, saved, and a finished point is not redone
+    sw = bench2d.SWEEP["quick"]
+    out = bench2d.main([*argv, "--sweep"])["sweep"]
+    assert set(out) == {"molecules/digress", "molecules/gdss"}
+    for name, r in out.items():
+        assert sorted(r["points"], key=int) == [str(s) for s in sw["steps"]]
+        for p in r["points"].values():
+            assert p["num"] == p["metrics"]["n_molecules@raw"] == sw["samples"] and p["molecules_per_second"] > 0
+    again = bench2d.main([*argv, "--sweep"])["sweep"]
+    for name in out:  # same timings = the points were read back, not redrawn (metrics may hold NaN, which != NaN)
+        assert {k: p["sample_seconds"] for k, p in again[name]["points"].items()} == \
+            {k: p["sample_seconds"] for k, p in out[name]["points"].items()}
+    md = (tmp_path / "out" / "qm9_2d_quick_sweep.md").read_text()
+    assert all(f"{s} steps" in md for s in sw["steps"]) and "molecules / s" in md
