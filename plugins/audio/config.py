@@ -136,14 +136,20 @@ class VocoderModelConfig:
     beta_min: float = 0.1
     beta_max: float = 20.0
     prediction: Literal["eps", "x0"] = "eps"
+    loss: Literal["l2", "l1"] = "l2"  # l1: DiffWave's |eps - eps_hat| (needs prediction eps); l2: the core's MSE
 
 
 @dataclass(frozen=True)
 class VocoderSampleConfig(SampleConfig):
-    """``sample``: ``ddpm`` (ancestral, 50 steps) by default; the fast path is ``--sampler ddim --steps 6``."""
+    """``sample``: ``ddpm`` (ancestral, 50 steps) by default. ``schedule = "fast"``: DiffWave's fast schedule
+    (``fast_betas``, aligned to ``fast_align_steps`` training steps; :mod:`polydiff_audio.fast_schedule`), which
+    replaces the sampler and its steps; ``--sampler ddim --steps 6`` is the other few-step path."""
 
     sampler: str = "ddpm"
     steps: int = 50
+    schedule: Literal["training", "fast"] = "training"
+    fast_betas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5)  # DiffWave's T_infer = 6
+    fast_align_steps: int = 50  # the training steps the fast schedule is aligned to (DiffWave: T = 50)
     batch_size: int = 4
     num: int = 4
     spectrograms: bool = True

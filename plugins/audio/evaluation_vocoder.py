@@ -51,7 +51,8 @@ def evaluate_vocoder_folder(samples_dir: Path, reference_dir: Path, sample_rate:
 
 def evaluate_vocoder(recipe: Any, model: Any, cfg: Any, *, seed: int = 0) -> dict[str, float]:
     """Held-out clips: ``{method}_{lsd|mcd|pesq|estoi|nfe|seconds}`` for ``diffwave_<N>`` (``sample.sampler``),
-    ``diffwave_ddim<fast_steps>`` and, with ``eval.baselines``, ``gl_linear`` and ``gl_mel``."""
+    ``diffwave_ddim<fast_steps>``, ``diffwave_fast<S>`` (DiffWave's aligned fast schedule) and, with ``eval.baselines``,
+    ``gl_linear`` and ``gl_mel``."""
     from .baselines import griffin_lim, griffin_lim_from_mel
     from .transforms import linear_magnitude, mel_spectrogram
     from .vocoder import mel_config
@@ -60,8 +61,11 @@ def evaluate_vocoder(recipe: Any, model: Any, cfg: Any, *, seed: int = 0) -> dic
     sr, mel = cfg.data.sample_rate, mel_config(cfg)
     clips = recipe.held_out(cfg, cfg.eval.num_clips, cfg.eval.seconds, seed)
     methods: dict[str, Any] = {
-        f"diffwave_{cfg.sample.sampler}{cfg.sample.steps}": lambda a, i: recipe.vocode(model, cfg, a, sampler=cfg.sample.sampler, steps=cfg.sample.steps, seed=i),
-        f"diffwave_ddim{cfg.eval.fast_steps}": lambda a, i: recipe.vocode(model, cfg, a, sampler="ddim", steps=cfg.eval.fast_steps, seed=i),
+        f"diffwave_{cfg.sample.sampler}{cfg.sample.steps}": lambda a, i: recipe.vocode(model, cfg, a, sampler=cfg.sample.sampler, steps=cfg.sample.steps, seed=i,
+                                                                                       schedule="training"),
+        f"diffwave_ddim{cfg.eval.fast_steps}": lambda a, i: recipe.vocode(model, cfg, a, sampler="ddim", steps=cfg.eval.fast_steps, seed=i,
+                                                                          schedule="training"),
+        f"diffwave_fast{len(cfg.sample.fast_betas)}": lambda a, i: recipe.vocode(model, cfg, a, sampler="ddpm", steps=0, seed=i, schedule="fast"),
     }
     if cfg.eval.baselines:
         def gl_lin(a: np.ndarray, i: int) -> tuple[np.ndarray, int]:

@@ -2,10 +2,15 @@
 
 The core's ``vp-linear`` Gaussian process on waveform crops ``(1, N)``; the network (:mod:`.diffwave`) predicts the
 noise from ``x_t``, ``t`` and the normalised log-mel of the clean crop (:func:`~.transforms.log_mel`). Sampling starts
-from N(0, I) and runs ``ddpm`` (ancestral, 50 steps by default) or, as the fast path, the core's deterministic
-``ddim`` at 6 steps (``--sampler ddim --steps 6``; DiffWave's own 6-step schedule [1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5]
-is not used). ``polydiff sample RUN --input FILE_OR_DIR --out DIR`` resynthesises each input from its mel at the
+from N(0, I) and runs ``ddpm`` (ancestral, 50 steps by default) or, as a fast path, the core's deterministic
+``ddim`` at 6 steps (``--sampler ddim --steps 6``). ``polydiff sample RUN --input FILE_OR_DIR --out DIR`` resynthesises each input from its mel at the
 input's own rate and length.
+
+Options from the DiffWave paper: ``sample.schedule = "fast"`` (``polydiff sample RUN --schedule fast``) samples with
+DiffWave's 6-step schedule [1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5] aligned to 50 training steps (Algorithm 2;
+:mod:`.fast_schedule`); ``model.loss = "l1"`` trains with DiffWave's L1 loss on the noise ``|eps - eps_hat|``.
+Long inputs are vocoded in overlapping chunks of mel frames cross-faded in the waveform (``sample.chunk_frames``;
+:mod:`.vocoder_chunking`).
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import polydiff
-from polydiff.errors import DataError
+from polydiff.errors import DataError, UserInputError
 from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
 from polydiff.seeding import mix_seed
 
 from .config import VOCODER_PRESETS, VocoderConfig
 from .data import Clip, crop_or_pad, input_files, read_audio, read_folder, resample, synthetic_corpus
 from .diffwave import SIZES, DiffWaveNet
+from .fast_schedule import FastSchedule, fast_schedule, sample_fast
 from .transforms import MelConfig, log_mel
 from .writers import EnhancedSamples, WavSampleFiles
 
@@ -61,13 +67,16 @@ class DiffWaveRecipe(WavSampleFiles, Recipe):
     """DiffWave-style diffusion vocoder conditioned on log-mel spectrograms; Griffin-Lim baselines."""
 
     name: ClassVar[str] = "audio/diffwave"
-    description: ClassVar[str] = "DiffWave vocoder: waveform diffusion (vp-linear) conditioned on 80-band log-mels; ddpm or 6-step ddim"
+    description: ClassVar[str] = ("DiffWave vocoder: waveform diffusion (vp-linear) conditioned on 80-band log-mels; ddpm, 6-step ddim or "
+                                  "DiffWave's fast 6-step schedule")
     demo: ClassVar[bool] = False
     config_class: ClassVar[type] = VocoderConfig
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = VOCODER_PRESETS
     sample_options: ClassVar[tuple[SampleOption, ...]] = (
         SampleOption("input", str, None, "a WAV/FLAC/OGG file or a folder of them to resynthesise from their mel (one WAV "
                      "per input, same rate and length); without it: held-out clips"),
+        SampleOption("schedule", str, None, "'fast': DiffWave's 6-step schedule (sample.fast_betas, aligned to the "
+                     "training noise levels; replaces --sampler and --steps); 'training' (default sample.schedule): --sampler"),
     )
 
     # -- data --------------------------------------------------------------------------------------
@@ -105,13 +114,60 @@ class DiffWaveRecipe(WavSampleFiles, Recipe):
         net = DiffWaveNet(**size, n_mels=cfg.data.n_mels, hop=cfg.data.hop)
         return polydiff.Denoiser(net, self.process(cfg), prediction=m.prediction)
 
+    def loss(self, model: nn.Module, batch: Any, cfg: VocoderConfig, generator: Any = None) -> torch.Tensor:
+        """``model.loss = "l2"``: the core's loss. ``"l1"``: DiffWave's ``mean |eps - eps_hat|`` at ``t ~ U`` (the core's
+        time sampling), ``x_t`` from the process's own noising.
+
+        Raises:
+            UserInputError: ``l1`` with a prediction other than ``eps``.
+        """
+        if cfg.model.loss == "l2":
+            return super().loss(model, batch, cfg, generator)
+        if cfg.model.prediction != "eps":
+            raise UserInputError(f"model.loss='l1' is DiffWave's L1 loss on the noise and needs model.prediction='eps', "
+                                 f"got {cfg.model.prediction!r}")
+        x = batch["x"]
+        t = polydiff.losses.sample_time(model.process, x.shape[0], generator=generator, device=x.device, dtype=torch.float32)
+        noised = model.process.noise(x, t, generator=generator)
+        eps_hat = model(noised.x_t, t, {"mel": batch["mel"]})
+        return (eps_hat - noised.noise).abs().mean()
+
+    def schedule(self, cfg: VocoderConfig) -> FastSchedule:
+        """The fast schedule aligned to this config's process.
+
+        Raises:
+            UserInputError: ``sample.fast_betas`` outside (0, 1) or reaching below the last training noise level.
+        """
+        betas = tuple(cfg.sample.fast_betas)
+        if not betas or any(not 0.0 < b < 1.0 for b in betas):
+            raise UserInputError(f"sample.fast_betas: expected noise levels in (0, 1), got {list(betas)}")
+        try:
+            return fast_schedule(self.process(cfg), betas, int(cfg.sample.fast_align_steps))
+        except ValueError as exc:
+            raise UserInputError(f"sample.fast_betas: {exc} (model.beta_min/beta_max)") from None
+
     # -- resynthesis -------------------------------------------------------------------------------
-    def vocode(self, model: nn.Module, cfg: VocoderConfig, audio: np.ndarray, *, sampler: str, steps: int, seed: int) -> tuple[np.ndarray, int]:
-        """Resynthesise a mono clip ``(N,)`` at the model's rate from its log-mel; returns ``(audio (N,), NFE)``."""
+    def vocode(self, model: nn.Module, cfg: VocoderConfig, audio: np.ndarray, *, sampler: str, steps: int, seed: int,
+               schedule: str | None = None) -> tuple[np.ndarray, int]:
+        """Resynthesise a mono clip ``(N,)`` at the model's rate from its log-mel; returns ``(audio (N,), NFE)``.
+
+        ``schedule``: ``"fast"`` (DiffWave's aligned fast schedule), ``"training"`` (``sampler``, ``steps``) or ``None``
+        (``sample.schedule``).
+
+        Raises:
+            UserInputError: an unknown ``schedule``.
+        """
         p = next(model.parameters())
         x = torch.from_numpy(np.asarray(audio, dtype=np.float32))[None]
         mel = log_mel(x, mel_config(cfg))
         gen = torch.Generator(device=p.device).manual_seed(int(seed))
+        schedule = cfg.sample.schedule if schedule is None else schedule
+        if schedule not in ("training", "fast"):
+            raise UserInputError(f"sample option --schedule (or sample.schedule): expected 'training' or 'fast', got {schedule!r}")
+        if schedule == "fast":
+            out, nfe = sample_fast(model, (1, 1, x.shape[-1]), self.schedule(cfg), cond={"mel": mel.to(device=p.device, dtype=p.dtype)},
+                                   generator=[gen], dtype=p.dtype, device=p.device)
+            return out.float().cpu()[0, 0].numpy().clip(-1.0, 1.0), nfe
         with torch.no_grad():
             r = polydiff.sample(model, shape=(1, 1, x.shape[-1]), sampler=sampler, steps=steps, generator=[gen],
                                 cond={"mel": mel.to(device=p.device, dtype=p.dtype)}, dtype=p.dtype, device=p.device)
@@ -156,11 +212,12 @@ class DiffWaveRecipe(WavSampleFiles, Recipe):
                options: Mapping[str, Any]) -> EnhancedSamples:
         model.eval()
         src = options.get("input")
+        sched = options.get("schedule")
         names, audio, rates, orig, nfes, secs, refs = [], [], [], [], [], [], []
         if src:
             for i, (name, f) in enumerate(input_files(src)):
                 t0 = time.perf_counter()
-                out, o, sr, nfe = self.vocode_file(model, cfg, f, sampler=sampler, steps=steps, seed=mix_seed(seed, i))
+                out, o, sr, nfe = self.vocode_file(model, cfg, f, sampler=sampler, steps=steps, seed=mix_seed(seed, i), schedule=sched)
                 secs.append(time.perf_counter() - t0)
                 names.append(name)
                 audio.append(out)
@@ -170,7 +227,7 @@ class DiffWaveRecipe(WavSampleFiles, Recipe):
         else:
             for i, (name, a) in enumerate(self.held_out(cfg, num, cfg.eval.seconds, seed)):
                 t0 = time.perf_counter()
-                out, nfe = self.vocode(model, cfg, a, sampler=sampler, steps=steps, seed=mix_seed(seed, i))
+                out, nfe = self.vocode(model, cfg, a, sampler=sampler, steps=steps, seed=mix_seed(seed, i), schedule=sched)
                 secs.append(time.perf_counter() - t0)
                 names.append(name)
                 audio.append(out)

@@ -77,7 +77,12 @@ def test_held_out_evaluation_rows(trained, tmp_path):
     rec, cfg, run, model = trained
     cfg = resolve_config(rec, preset="tiny", overrides=["eval.num_clips=1", "eval.seconds=0.5", "sample.steps=2", "eval.gl_iters=4"])
     m = rec.evaluate(model, cfg, run, None)
-    assert m["diffwave_ddpm2_nfe"] == 2 and m["diffwave_ddim6_nfe"] == 6
+    assert m["diffwave_ddpm2_nfe"] == 2 and m["diffwave_ddim6_nfe"] == 6 and m["diffwave_fast6_nfe"] == 6
+    assert np.isfinite(m["diffwave_fast6_lsd"])
+    fast = rec.sample(model, cfg, run, num=1, sampler="ddpm", steps=50, seed=0, options={"schedule": "fast"})
+    assert fast.nfe == (6,) and np.isfinite(fast.audio[0]).all()
+    with pytest.raises(UserInputError, match="--schedule"):
+        rec.sample(model, cfg, run, num=1, sampler="ddpm", steps=2, seed=0, options={"schedule": "quick"})
     assert {"gl_linear_lsd", "gl_mel_mcd", "diffwave_ddim6_pesq"} <= set(m) and np.isfinite(m["gl_linear_lsd"])
     s = rec.sample(model, cfg, run, num=1, sampler="ddim", steps=2, seed=0, options={})
     rec.write_samples(s, tmp_path / "s", cfg, run)
