@@ -7,8 +7,11 @@ from polydiff import hookimpl
 
 @hookimpl
 def register_recipes(register):  # type: ignore[no-untyped-def]
-    """``medical/ct-prior`` and ``medical/mri-prior``."""
+    """``medical/ct-prior``, ``medical/mri-prior``, ``medical/us-tissue`` and ``medical/us-haze``."""
     from .recipes import CTPriorRecipe, MRIPriorRecipe
+    from .recipes_us import HazePriorRecipe, USTissueRecipe
 
     register(CTPriorRecipe())
     register(MRIPriorRecipe())
+    register(USTissueRecipe())
+    register(HazePriorRecipe())
