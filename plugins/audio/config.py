@@ -13,12 +13,15 @@ from polydiff.recipes import SampleConfig, TrainConfig
 class AudioDataConfig:
     """``data``: where clean speech and noise come from and how training examples are cut.
 
-    ``path``: a user folder (``noisy/`` + ``clean/`` pairs, or ``clean/`` + ``noise/`` mixed at ``snrs``); without it
-    the recipe trains on generated speech-like signals mixed with generated noise (no downloads). The benchmark
-    (``benchmarks/audio/run.py``) writes the fillets-ng speech, split by speaker, as such a folder.
+    ``path``: a user folder (``noisy/`` + ``clean/`` pairs, or ``clean/`` + ``noise/`` mixed at ``snrs``); ``source``:
+    named clean speech that installs offline (``"alsa,espeak,flite,klettres:en,fillets"``, :mod:`polydiff_audio.sources`;
+    split by speaker, mixed with generated noise); without either the recipe trains on generated speech-like signals
+    mixed with generated noise (no downloads). The benchmark (``benchmarks/audio/run.py``) writes the fillets-ng speech,
+    split by speaker, as such a folder.
     """
 
     path: str | None = None
+    source: str | None = None  # named clean-speech sources (comma-separated); an alternative to path
     strict: bool = False  # refuse unreadable or empty files instead of skipping them
     sample_rate: int = 16000
     snrs: tuple[float, ...] = (-5.0, 0.0, 5.0, 10.0)
@@ -106,10 +109,12 @@ __all__ = ["AudioConfig", "AudioDataConfig", "AudioEvalConfig", "AudioModelConfi
 
 @dataclass(frozen=True)
 class VocoderDataConfig:
-    """``data``: clean recordings (``path``: a folder of WAV/FLAC/OGG, any layout; without it: generated speech-like
-    clips) cut into seeded crops of ``segment_samples``; the mel front-end (80 bands, n_fft 1024, hop 256)."""
+    """``data``: clean recordings (``path``: a folder of WAV/FLAC/OGG, any layout; ``source``: named clean speech such as
+    ``"alsa,espeak,flite"``, split by speaker; without either: generated speech-like clips) cut into seeded crops of
+    ``segment_samples``; the mel front-end (80 bands, n_fft 1024, hop 256)."""
 
     path: str | None = None
+    source: str | None = None
     strict: bool = False
     sample_rate: int = 16000
     n_fft: int = 1024

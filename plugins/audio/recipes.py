@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import polydiff
-from polydiff.errors import DataError
+from polydiff.errors import DataError, UserInputError
 from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
 from polydiff.seeding import mix_seed
 
@@ -120,9 +120,18 @@ class SGMSERecipe(WavSampleFiles, Recipe):
 
     # -- data ------------------------------------------------------------------------------------
     def corpus(self, cfg: AudioConfig) -> dict[str, Any]:
-        """``{"kind": "mix"|"paired", train/val clips}`` from ``data.path`` or the generated default."""
+        """``{"kind": "mix"|"paired", train/val clips}`` from ``data.source`` (split by speaker, generated noise),
+        ``data.path`` or the generated default."""
         d = cfg.data
         sr = d.sample_rate
+        if d.source:
+            from .sources import load_sources, split_by_speaker
+
+            if d.path:
+                raise UserInputError(f"data.path and data.source are alternatives; got both ({d.path!r}, {d.source!r})")
+            tc, vc = split_by_speaker(load_sources(d.source, sr), d.val_fraction)
+            return {"kind": "mix", "train_clean": tc, "train_noise": synthetic_noises(TRAIN_NOISES, 6.0, sr, seed=0),
+                    "val_clean": vc, "val_noise": synthetic_noises(TEST_NOISES, 6.0, sr, seed=100)}
         if d.path:
             user = load_user_folder(d.path, sr, strict=d.strict)
             if user.kind == "paired":

@@ -82,6 +82,12 @@ class DiffWaveRecipe(WavSampleFiles, Recipe):
     # -- data --------------------------------------------------------------------------------------
     def corpus(self, cfg: VocoderConfig) -> tuple[list[Clip], list[Clip]]:
         d = cfg.data
+        if d.source:
+            from .sources import load_sources, split_by_speaker
+
+            if d.path:
+                raise UserInputError(f"data.path and data.source are alternatives; got both ({d.path!r}, {d.source!r})")
+            return split_by_speaker(load_sources(d.source, d.sample_rate), d.val_fraction)
         if d.path:
             clips = read_folder(d.path, d.sample_rate, strict=d.strict, what="recordings")
             if len(clips) < 2:
