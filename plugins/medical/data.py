@@ -48,6 +48,7 @@ class Volume:
     affine: np.ndarray | None = None
     source: str = ""
     modality: str = ""
+    dicom: Any = None  # DICOM input: the first slice's header (pydicom Dataset without pixel data), for writers
 
 
 # ---------------------------------------------------------------- phantoms
@@ -248,7 +249,11 @@ def load_dicom_series(path: Path, *, tol: float = 1e-3) -> Volume:
     affine[:3, 1] = iop0[3:] * ps0[0]  # rows advance along the column direction cosine
     affine[:3, 2] = iop0[:3] * ps0[1]
     affine[:3, 3] = ipp
-    return Volume(data, spacing=(dz, float(ps0[0]), float(ps0[1])), affine=affine, source=str(path), modality=str(ds0.get("Modality", "")))
+    header = slices[0][1].copy()
+    if "PixelData" in header:
+        del header.PixelData
+    return Volume(data, spacing=(dz, float(ps0[0]), float(ps0[1])), affine=affine, source=str(path), modality=str(ds0.get("Modality", "")),
+                  dicom=header)
 
 
 def _as_stack(a: np.ndarray, path: Any) -> np.ndarray:
@@ -315,6 +320,26 @@ def resize_slices(data: np.ndarray, n: int) -> np.ndarray:
     return np.stack([resize(x, (n, n), anti_aliasing=True, preserve_range=True) for x in crop])
 
 
+def resized_affine(affine: np.ndarray | None, shape: tuple[int, int], n: int, start: int = 0,
+                   spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """The slice-first affine ``(k, i, j) -> mm`` of :func:`resize_slices`' output: slices ``start, start + 1, ...``
+    of a volume with slices ``shape = (H, W)``, centre-cropped to ``m = min(H, W)`` and resized to ``n x n``.
+
+    Output pixel ``i`` samples the crop at ``(i + 1/2) m / n - 1/2`` (pixel centres kept), so the in-plane columns
+    are scaled by ``m / n`` and the origin moves to that point. Without an ``affine``: ``diag(spacing)``.
+    """
+    a = np.diag([*spacing, 1.0]) if affine is None else np.asarray(affine, dtype=np.float64)
+    h, w = shape
+    m = min(h, w)
+    f = m / n
+    idx = np.eye(4)  # new (k, i, j) -> old (k, i, j)
+    idx[0, 3] = start
+    idx[1, 1] = idx[2, 2] = f
+    idx[1, 3] = (h - m) // 2 + 0.5 * f - 0.5
+    idx[2, 3] = (w - m) // 2 + 0.5 * f - 0.5
+    return a @ idx
+
+
 @dataclass(frozen=True)
 class Window:
     """Windowing and normalisation ``u = (clip(x, lo, hi) - lo) / (hi - lo)`` to [0, 1] (model scale is ``2u - 1``).
@@ -360,4 +385,4 @@ def prepare_slices(volume: Volume, n: int, window: Window, *, min_mass: float = 
 
 
 __all__ = ["BUNDLED", "Volume", "Window", "ellipse_phantoms", "ensure_debian_package", "load_dicom_series", "load_invesalius",
-           "load_nifti", "load_npy", "load_png", "load_volume", "prepare_slices", "resize_slices", "shepp_logan", "split_slices"]
+           "load_nifti", "load_npy", "load_png", "load_volume", "prepare_slices", "resize_slices", "resized_affine", "shepp_logan", "split_slices"]

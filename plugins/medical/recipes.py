@@ -4,6 +4,11 @@ unconditionally (``--task generate``) or as a reconstruction prior (``--task ct`
 Reconstruction is retrospective: the ground-truth slices (``--input FILE`` — DICOM, NIfTI, PNG, NPY — or, without
 it, the run's held-out test slices) are windowed with the run's saved window, measured by the task's operator with
 Gaussian noise, and reconstructed by the chosen solver; the baseline (FBP / zero-filled) is written beside it.
+
+``--volume-coupling tv-z`` reconstructs the slices as one volume (DiffusionMBIR-style z-TV by ADMM, see
+``volume3d``; ``--solver dds`` or ``dc``); without ``--input`` it takes the first contiguous block of held-out slices.
+A DICOM input also gets its reconstruction written as a new DICOM series in its study (``recon-dicom/``);
+``--dicom`` writes one (a new study) for any input.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
 
 from .backbones import UNet2D
 from .config import PRESETS, MedConfig
-from .data import Volume, Window, ellipse_phantoms, load_volume, resize_slices, split_slices
-from .tasks import SOLVERS, SolverSettings, baseline, make_operator, make_task, measure, reconstruct
+from .data import Volume, Window, ellipse_phantoms, load_volume, resize_slices, resized_affine, split_slices
+from .tasks import SOLVERS, SolverSettings, baseline, make_operator, make_task, measure
+from .volume3d import COUPLINGS, CouplingSettings, reconstruct_volume
 from .writers import ReconSamples, metrics_of, read_all, write_all, write_generated
 
 WINDOW_FILE = "window.json"
@@ -67,6 +73,11 @@ class MedicalPriorRecipe(Recipe):
         SampleOption("mask", str, "random1d", "MRI: random1d | equispaced1d | gaussian1d | random2d | poisson2d"),
         SampleOption("coils", int, 0, "MRI: simulated receive coils (0: single coil)"),
         SampleOption("noise", float, None, "measurement noise std relative to the measurement RMS (default: sample.noise_std)"),
+        SampleOption("volume_coupling", str, "none", f"{' | '.join(COUPLINGS)}: slice by slice, or one volume with total variation "
+                     "along z by ADMM (DiffusionMBIR; --solver dds or dc)"),
+        SampleOption("tv_lambda", float, CouplingSettings.lam, "tv-z: weight lam of ||D_z x||_1 (prior units x = 2u - 1, ||A|| = 1)"),
+        SampleOption("tv_rho", float, CouplingSettings.rho, "tv-z: ADMM penalty rho"),
+        SampleOption("dicom", bool, False, "also write the reconstruction as a DICOM series (always done when --input is DICOM)"),
     )
 
     # -- data ------------------------------------------------------------------------------------
@@ -134,36 +145,55 @@ class MedicalPriorRecipe(Recipe):
         s = SolverSettings(solver=options.get("solver") or cfg.sample.solver, steps=steps, sampler=sampler,
                            dps_scale=cfg.sample.dps_scale, cg_iters=cfg.sample.cg_iters, dds_eta=cfg.sample.dds_eta,
                            red_lr=cfg.sample.red_lr, red_lam=cfg.sample.red_lam)
-        return self.reconstruct_task(model, cfg, run, t, s, num=num, seed=seed, input_path=options.get("input"))
+        coupling = (options.get("volume_coupling") or "none").lower()
+        if coupling not in COUPLINGS:
+            raise UserInputError(f"--volume-coupling {coupling!r}: expected one of {', '.join(COUPLINGS)}")
+        c = CouplingSettings(kind=coupling, lam=float(options.get("tv_lambda") if options.get("tv_lambda") is not None else CouplingSettings.lam),
+                             rho=float(options.get("tv_rho") if options.get("tv_rho") is not None else CouplingSettings.rho))
+        return self.reconstruct_task(model, cfg, run, t, s, num=num, seed=seed, input_path=options.get("input"), coupling=c,
+                                     dicom=bool(options.get("dicom")))
 
-    def truth_slices(self, cfg: MedConfig, run: RunDir, num: int, input_path: str | None) -> tuple[np.ndarray, Volume | None]:
-        """Ground-truth slices in [0, 1]: the middle ``num`` slices of ``input_path`` or the first test slices."""
+    def truth_slices(self, cfg: MedConfig, run: RunDir, num: int, input_path: str | None, *,
+                     contiguous: bool = False) -> tuple[np.ndarray, Volume | None, int]:
+        """Ground-truth slices in [0, 1]: the middle ``num`` slices of ``input_path`` (with the volume and the first
+        slice's index) or the first test slices (``contiguous``: the first contiguous block of them, at most ``num``)."""
         win = self.window(cfg, run)
         if input_path:
             vol = load_volume(input_path)
             k = min(num, len(vol.data))
             start = (len(vol.data) - k) // 2
-            return win.forward(resize_slices(vol.data[start:start + k], cfg.data.size)), vol
+            return win.forward(resize_slices(vol.data[start:start + k], cfg.data.size)), vol, start
         test = self.slices(cfg, run, "test")
         if len(test) == 0:
             raise DataError(f"{self.volume(cfg).source}: no held-out test slices; pass --input FILE")
-        return test[:num], None
+        if contiguous:
+            idx = np.asarray(self.split(cfg, run)["test"])
+            breaks = np.flatnonzero(np.diff(idx) != 1)
+            return test[: min(num, int(breaks[0]) + 1 if len(breaks) else len(idx))], None, 0
+        return test[:num], None, 0
 
     def reconstruct_task(self, model: nn.Module, cfg: MedConfig, run: RunDir, task: Any, s: SolverSettings, *, num: int, seed: int,
-                         input_path: str | None = None) -> ReconSamples:
+                         input_path: str | None = None, coupling: CouplingSettings | None = None, dicom: bool = False) -> ReconSamples:
         win = self.window(cfg, run)
-        u, vol = self.truth_slices(cfg, run, num, input_path)
+        c = coupling or CouplingSettings()
+        u, vol, start = self.truth_slices(cfg, run, num, input_path, contiguous=c.kind != "none")
         gen = torch.Generator().manual_seed(seed)
         op = make_operator(task, cfg.data.size, seed=seed)
         ut = torch.from_numpy(u)[:, None]
         y, sigma = measure(op, ut, task, gen)
         base = baseline(op, y)
-        rec, nfe, secs = reconstruct(model, op, y, sigma, s, generator=gen, init=base)
-        spacing = vol.spacing if vol is not None else (1.0, 1.0, 1.0)
+        rec, nfe, secs = reconstruct_volume(model, op, y, sigma, s, c, generator=gen, init=base)
+        spacing, affine = (1.0, 1.0, 1.0), None
+        if vol is not None:  # the geometry of the centre-cropped, resized slices start, start + 1, ...
+            f = min(vol.data.shape[1:]) / cfg.data.size
+            spacing = (vol.spacing[0], vol.spacing[1] * f, vol.spacing[2] * f)
+            if vol.affine is not None:
+                affine = resized_affine(vol.affine, vol.data.shape[1:], cfg.data.size, start)
+        solver = s.solver if c.kind == "none" else f"{s.solver}+{c.kind}"
         out = ReconSamples(recon=win.inverse(rec[:, 0].numpy()), baseline=win.inverse(base[:, 0].double().numpy()),
-                           truth=win.inverse(u), task=task.describe(), solver=s.solver, baseline_name=task.baseline_name,
-                           window=(win.lo, win.hi, win.unit), spacing=spacing, affine=None if vol is None else vol.affine,
-                           nfe=nfe, seconds=secs)
+                           truth=win.inverse(u), task=task.describe(), solver=solver, baseline_name=task.baseline_name,
+                           window=(win.lo, win.hi, win.unit), spacing=spacing, affine=affine, nfe=nfe, seconds=secs,
+                           reference=None if vol is None else vol.dicom, dicom=dicom, modality=(vol.modality if vol else "") or self.modality)
         return ReconSamples(**{**out.__dict__, "metrics": metrics_of(out)})
 
     def write_samples(self, samples: Any, out_dir: Path, cfg: MedConfig, run: RunDir) -> list[Path]:

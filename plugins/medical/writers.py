@@ -6,11 +6,15 @@ Files written into the output folder:
   ``truth.nii.gz`` — in physical units (windowing inverted), slices first in memory and stored ``(H, W, S)``
   with the input's affine (voxel ``(i, j, k)``);
 * ``figure.png`` — one row per slice: ground truth, baseline, reconstruction, |error|;
-* ``recon.json`` — task, solver, NFE, seconds, window, metrics.
+* ``recon.json`` — task, solver, NFE, seconds, window, metrics;
+* ``recon-dicom/`` — the reconstruction as a new DICOM series (one file per slice) when the input was DICOM (same
+  study, patient and frame of reference; new series) or when asked (``--dicom``: a new study with generated UIDs);
+  see :func:`write_dicom_series`.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +50,9 @@ class ReconSamples:
     seconds: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    reference: Any = None  # DICOM input: its first slice's header (pydicom Dataset); the DICOM series joins its study
+    dicom: bool = False  # write recon-dicom/ even without a DICOM input (a new study)
+    modality: str = ""
 
 
 def _nifti_affine(s: ReconSamples) -> np.ndarray:
@@ -112,6 +119,10 @@ def write_all(s: ReconSamples, out: Path) -> list[Path]:
             "metrics": s.metrics, "extra": sorted(s.extra)}
     (out / "recon.json").write_text(json.dumps(meta, indent=1) + "\n")
     files.append(out / "recon.json")
+    if s.reference is not None or s.dicom:
+        files.extend(write_dicom_series(s.recon, out / "recon-dicom", affine=s.affine, spacing=s.spacing, reference=s.reference,
+                                        modality=s.modality or ("CT" if s.window[2] == "HU" else "MR"),
+                                        description=f"polydiff {s.solver} reconstruction ({s.task})"))
     return files
 
 
@@ -165,7 +176,116 @@ def metrics_of(s: ReconSamples) -> dict[str, Any]:
     return out
 
 
-__all__ = ["ReconSamples", "metrics_of", "read_all", "write_all", "write_figure", "write_nifti"]
+SOP_CLASS = {"CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1.4"}
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+# copied from the input's header when the series joins its study
+STUDY_KEYWORDS = ("StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "StudyDescription",
+                  "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "FrameOfReferenceUID",
+                  "PositionReferenceIndicator", "BodyPartExamined", "PatientPosition")
+
+
+def _ds_value(v: float) -> float:
+    """``v`` as it survives a DICOM decimal string (16 characters)."""
+    return float(f"{v:.10g}")
+
+
+def write_dicom_series(vol: np.ndarray, out: Path, *, affine: np.ndarray | None = None, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                       reference: Any = None, modality: str = "CT", description: str = "polydiff reconstruction",
+                       series_number: int = 9001) -> list[Path]:
+    """Write ``vol`` ``(S, H, W)`` (physical units: HU for CT) as a new DICOM series, one file per slice.
+
+    * UIDs: a new SeriesInstanceUID and SOPInstanceUIDs; with ``reference`` (the input series' header) the same
+      StudyInstanceUID, patient and FrameOfReferenceUID (and a ReferencedSeriesSequence naming the input series),
+      otherwise a new study and frame of reference.
+    * Geometry from the slice-first ``affine`` ``(k, i, j) -> mm`` (default ``diag(spacing)``): ImagePositionPatient
+      of slice ``k`` is ``affine @ (k, 0, 0, 1)``, ImageOrientationPatient the unit row (``j``) and column (``i``)
+      directions, PixelSpacing ``(|a_i|, |a_j|)``, SliceThickness and SpacingBetweenSlices ``|a_k|``. A slice axis
+      against the row x column normal is made right-handed by flipping the rows (same voxels in space), so
+      slices are ordered along the normal, as readers sort them.
+    * Pixels: unsigned 16 bit with ``RescaleSlope = (max - min) / 65535`` and ``RescaleIntercept = min``, so
+      values round-trip within ``slope / 2``.
+    Returns the written paths (``slice_0000.dcm`` ...).
+    """
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+
+    vol = np.asarray(vol, dtype=np.float64)
+    if vol.ndim != 3 or not np.isfinite(vol).all():
+        raise DataError(f"{out}: DICOM writer needs a finite volume (S, H, W), got shape {vol.shape}")
+    a = np.diag([*spacing, 1.0]) if affine is None else np.asarray(affine, dtype=np.float64).copy()
+    s_, h, w = vol.shape
+    ci, cj, ck = a[:3, 1], a[:3, 2], a[:3, 0]
+    if np.dot(np.cross(cj, ci), ck) < 0:  # left-handed: flip rows so the slice axis follows the normal
+        vol = vol[:, ::-1, :]
+        a[:3, 3] = a[:3, 3] + (h - 1) * ci
+        a[:3, 1] = ci = -ci
+    dy, dx, dz = float(np.linalg.norm(ci)), float(np.linalg.norm(cj)), float(np.linalg.norm(ck))
+    row_cos, col_cos = cj / max(dx, 1e-12), ci / max(dy, 1e-12)
+    lo, hi = float(vol.min()), float(vol.max())
+    slope = _ds_value((hi - lo) / 65535.0) if hi > lo else 1.0
+    intercept = _ds_value(lo)
+    stored = np.clip(np.rint((vol - intercept) / slope), 0, 65535).astype("<u2")
+    modality = (modality or "OT").upper()
+    sop_class = SOP_CLASS.get(modality, SECONDARY_CAPTURE)
+    series_uid = generate_uid()
+    study = {}
+    if reference is not None:
+        study = {k: reference.get(k) for k in STUDY_KEYWORDS if k in reference}
+    study.setdefault("StudyInstanceUID", generate_uid())
+    study.setdefault("FrameOfReferenceUID", generate_uid())
+    now = datetime.datetime.now()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(s_):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = sop_class
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+        for key, val in study.items():
+            setattr(ds, key, val)
+        for key in ("StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "PatientName", "PatientID",
+                    "PatientBirthDate", "PatientSex", "PositionReferenceIndicator"):
+            if key not in ds:
+                setattr(ds, key, now.strftime("%Y%m%d") if key == "StudyDate" else now.strftime("%H%M%S") if key == "StudyTime" else "")
+        ds.Modality = modality
+        ds.SeriesInstanceUID = series_uid
+        ds.SeriesNumber = series_number
+        ds.SeriesDescription = description[:64]
+        ds.SeriesDate, ds.SeriesTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+        ds.ImageType = ["DERIVED", "SECONDARY"]
+        ds.DerivationDescription = description[:1024]
+        if reference is not None and "SeriesInstanceUID" in reference:
+            item = Dataset()
+            item.SeriesInstanceUID = reference.SeriesInstanceUID
+            ds.ReferencedSeriesSequence = Sequence([item])
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [_ds_value(v) for v in (a @ np.array([k, 0.0, 0.0, 1.0]))[:3]]
+        ds.ImageOrientationPatient = [_ds_value(v) for v in (*row_cos, *col_cos)]
+        ds.PixelSpacing = [_ds_value(dy), _ds_value(dx)]
+        ds.SliceThickness = _ds_value(dz)
+        ds.SpacingBetweenSlices = _ds_value(dz)
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = h, w
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+        if modality == "CT":
+            ds.RescaleType = "HU"
+            ds.KVP = ""
+        ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
+        p = out / f"slice_{k:04d}.dcm"
+        pydicom.dcmwrite(str(p), ds, enforce_file_format=True)
+        paths.append(p)
+    return paths
+
+
+__all__ = ["ReconSamples", "metrics_of", "read_all", "write_all", "write_dicom_series", "write_figure", "write_nifti"]
 
 
 def write_generated(slices: np.ndarray, out: Path, window: tuple[float, float, str]) -> list[Path]:
