@@ -155,6 +155,9 @@ class VocoderSampleConfig(SampleConfig):
     schedule: Literal["training", "fast"] = "training"
     fast_betas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5)  # DiffWave's T_infer = 6
     fast_align_steps: int = 50  # the training steps the fast schedule is aligned to (DiffWave: T = 50)
+    chunk_frames: int = 512  # inputs longer than this many mel frames (8.2 s at hop 256) are vocoded in chunks
+    overlap_frames: int = 8  # cross-faded overlap of the chunks' kept parts
+    context_frames: int = 8  # frames sampled on either side of a chunk and discarded
     batch_size: int = 4
     num: int = 4
     spectrograms: bool = True

@@ -81,11 +81,11 @@ def fast_schedule(process: Any, betas: Sequence[float] = DIFFWAVE_FAST_BETAS, tr
 
 def sample_fast(model: Any, shape: Sequence[int], schedule: FastSchedule, *, cond: Any = None,
                 generator: torch.Generator | Sequence[torch.Generator] | None = None, dtype: torch.dtype = torch.float32,
-                device: torch.device | str = "cpu") -> tuple[Tensor, int]:
+                device: torch.device | str = "cpu", x_start: Tensor | None = None) -> tuple[Tensor, int]:
     """DiffWave's Algorithm 2 with the aligned schedule: ``(x_0 (shape), NFE = S)``.
 
     ``model`` is a :class:`polydiff.Denoiser` (any prediction type; its ``eps`` estimate is used); ``generator`` one per
-    sample (or one for the batch) draws the start ``N(0, I)`` and the noise of every step.
+    sample (or one for the batch) draws the start ``N(0, I)`` (unless ``x_start`` is given) and the noise of every step.
     """
     def randn() -> Tensor:
         if isinstance(generator, (list, tuple)):
@@ -94,7 +94,7 @@ def sample_fast(model: Any, shape: Sequence[int], schedule: FastSchedule, *, con
 
     betas = np.asarray(schedule.betas, dtype=np.float64)
     ab = schedule.alpha_bars
-    x = randn()
+    x = randn() if x_start is None else x_start.to(device=device, dtype=dtype)
     for s in range(len(betas) - 1, -1, -1):  # s = S-1 .. 0 (inference step s + 1)
         t = torch.full((shape[0],), schedule.t[s], dtype=dtype, device=device)
         with torch.no_grad():

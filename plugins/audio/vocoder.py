@@ -170,6 +170,9 @@ class DiffWaveRecipe(WavSampleFiles, Recipe):
         schedule = cfg.sample.schedule if schedule is None else schedule
         if schedule not in ("training", "fast"):
             raise UserInputError(f"sample option --schedule (or sample.schedule): expected 'training' or 'fast', got {schedule!r}")
+        if mel.shape[-1] > cfg.sample.chunk_frames:
+            out, nfe, _ = self.vocode_chunks(model, cfg, audio, sampler=sampler, steps=steps, seed=seed, schedule=schedule)
+            return out.clip(-1.0, 1.0), nfe
         if schedule == "fast":
             out, nfe = sample_fast(model, (1, 1, x.shape[-1]), self.schedule(cfg), cond={"mel": mel.to(device=p.device, dtype=p.dtype)},
                                    generator=[gen], dtype=p.dtype, device=p.device)
@@ -178,6 +181,32 @@ class DiffWaveRecipe(WavSampleFiles, Recipe):
             r = polydiff.sample(model, shape=(1, 1, x.shape[-1]), sampler=sampler, steps=steps, generator=[gen],
                                 cond={"mel": mel.to(device=p.device, dtype=p.dtype)}, dtype=p.dtype, device=p.device)
         return r.x.float().cpu()[0, 0].numpy().clip(-1.0, 1.0), int(r.nfe)
+
+    def vocode_chunks(self, model: nn.Module, cfg: VocoderConfig, audio: np.ndarray, *, sampler: str, steps: int, seed: int,
+                      schedule: str = "training", chunk_frames: int | None = None) -> tuple[np.ndarray, int, int]:
+        """Vocode ``audio`` ``(N,)`` in chunks of ``chunk_frames`` (default ``sample.chunk_frames``) mel frames with
+        ``sample.overlap_frames`` cross-faded and ``sample.context_frames`` of context (:mod:`.vocoder_chunking`);
+        returns ``(audio (N,), NFE per chunk, chunks)``. Memory besides the waveforms is that of one chunk."""
+        from .vocoder_chunking import vocode_chunked
+
+        p = next(model.parameters())
+        mel_cfg = mel_config(cfg)
+        fast = self.schedule(cfg) if schedule == "fast" else None
+
+        def one(mel: torch.Tensor, x1: torch.Tensor, i: int) -> tuple[torch.Tensor, int]:
+            gen = torch.Generator(device=p.device).manual_seed(mix_seed(int(seed), i))
+            cond = {"mel": mel.to(device=p.device, dtype=p.dtype)}
+            x1 = x1.to(device=p.device, dtype=p.dtype)
+            if fast is not None:
+                return sample_fast(model, tuple(x1.shape), fast, cond=cond, generator=[gen], dtype=p.dtype, device=p.device, x_start=x1)
+            with torch.no_grad():
+                r = polydiff.sample(model, shape=tuple(x1.shape), sampler=sampler, steps=steps, generator=[gen], cond=cond,
+                                    x_start=x1, dtype=p.dtype, device=p.device)
+            return r.x, int(r.nfe)
+
+        chunk = int(cfg.sample.chunk_frames if chunk_frames is None else chunk_frames)
+        return vocode_chunked(one, np.asarray(audio, dtype=np.float32), mel_cfg, chunk=chunk, overlap=int(cfg.sample.overlap_frames),
+                              context=int(cfg.sample.context_frames), seed=int(seed))
 
     def vocode_file(self, model: nn.Module, cfg: VocoderConfig, path: Path, **kw: Any) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Read ``path`` (any rate; channels mixed down), resynthesise at the model's rate and return
