@@ -40,6 +40,7 @@ import torch
 from polydiff.recipes import RunDir
 from polydiff.training import latest_step, load_model, train
 from polydiff_timeseries.config import resolve
+from polydiff_timeseries.covariates import window_covariates
 from polydiff_timeseries.data import Series
 from polydiff_timeseries.evaluation import generation_metrics
 from polydiff_timeseries.metrics import probabilistic_metrics
@@ -274,6 +275,51 @@ def forecasting(b: dict, out: Path) -> dict:
     return res
 
 
+LONG_LAGS = (48, 336)  # one day and one week of half-hours: known inside a 24-step horizon
+
+
+def long_history_config(b: dict):
+    """``vic_config`` plus the long-history covariates: lags of 1 day and 1 week, calendar features."""
+    return resolve(b["preset"], **{"data.name": "vic_elec", "data.window": FC_WINDOW, "data.max_rows": b["vic_rows"],
+                                   "train.steps": b["train_steps"], "data.stride": 4, "train.log_every": 10**9,
+                                   "data.lags": LONG_LAGS, "data.calendar": True})
+
+
+def long_history(b: dict, out: Path, models: tuple[str, ...], save) -> dict:
+    """Diffusion rows with long history (``data.lags=[48, 336]``, ``data.calendar=true``) on the same 16 windows.
+
+    Each row is saved (``save(res)``) as soon as it is scored; checkpoints are reused when run again.
+    """
+    L, h = FC_WINDOW, FC_HORIZON
+    res: dict = {"window": L, "horizon": h, "lags": list(LONG_LAGS), "calendar": True, "train_seconds": {},
+                 "forecast": {}, "impute": {}}
+    cfg = long_history_config(b)
+    rows = {"csdi": (CSDIRecipe(), "csdi", "vic-csdi-long"), "diffusion-ts": (DiffusionTSRecipe(), "replacement", "vic-dts-long")}
+    for name in models:
+        rec, method, folder = rows[name]
+        model, secs = train_recipe(rec, cfg, out / folder, b["device"])
+        res["train_seconds"][name] = secs
+        sc = rec.scaler(cfg, RunDir(out / folder))
+        series = rec._series(cfg)
+        w = forecast_windows(b, series)
+        scaled = sc.transform(series.values)
+        y = torch.from_numpy(np.nan_to_num(sc.transform(w["vals"]))).float()
+        spec = rec.covariate_spec(cfg)
+        for task, known in w["known"].items():
+            target = w["obs"] & ~known.numpy()
+            # lag sources: the history before each window (observed) and the window's known cells only
+            cov = window_covariates(spec, scaled, series.observed, w["starts"], L, known, stamps=series.timestamps, y=y)
+            t0 = time.perf_counter()
+            r = sample_windows(model, y, known, num=b["fc_samples"], method=method, sampler="ddim", steps=50, seed=0,
+                               covariates=cov)
+            label = f"{name} + lags 48, 336 + calendar" + (f" ({method})" if name == "diffusion-ts" else "")
+            res[task][label] = {**probabilistic_metrics(sc.inverse(r.x.double().numpy()), w["vals"], target),
+                                "seconds": time.perf_counter() - t0}
+            save(res)
+            print(task, label, json.dumps({k: round(v, 4) for k, v in res[task][label].items()}), flush=True)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="same as --budget quick (tiny models, small evaluations)")
@@ -282,8 +328,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="benchmarks/timeseries/results")
     ap.add_argument("--work", default="/tmp/polydiff-ts-bench", help="run directories (checkpoints are reused)")
-    ap.add_argument("--only", choices=["generation", "forecasting", "baselines"], default=None,
-                    help="one part; 'baselines' scores only the non-diffusion rows on the forecasting windows (no training)")
+    ap.add_argument("--only", choices=["generation", "forecasting", "baselines", "long-history"], default=None,
+                    help="one part; 'baselines' scores only the non-diffusion rows on the forecasting windows (no training); "
+                         "'long-history' the diffusion rows with lag and calendar covariates (--long-models)")
+    ap.add_argument("--long-models", default="csdi,diffusion-ts",
+                    help="long-history rows to train and score, in order (csdi, diffusion-ts)")
     ap.add_argument("--classical-python", default=str(CLASSICAL_ENV),
                     help="python of the statsforecast environment (made by benchmarks/timeseries/setup_classical.sh)")
     ap.add_argument("--classical-models", default=None,
@@ -301,6 +350,14 @@ def main() -> None:
     res: dict = {"budget": b, "command": " ".join(sys.argv), "torch": torch.__version__, "machine": platform.platform(),
                  "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"}
     t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = f"_{args.only}" if args.only else ""
+    path = out / f"timeseries_{name}_{args.device.split(':')[0]}{suffix}.json"
+
+    def save_partial(part: dict) -> None:  # long runs: every scored row is on disk at once
+        path.write_text(json.dumps({**res, "long_history_partial": part}, indent=2, default=float))
+
     if args.only in (None, "generation"):
         res["generation"] = [generation(n, b, work) for n in ("stocks", "energy")]
         res["paper"] = PAPER
@@ -308,11 +365,15 @@ def main() -> None:
         res["forecasting"] = forecasting(b, work)
     if args.only == "baselines":
         res["forecasting"] = baselines(b)
+    if args.only in (None, "long-history"):
+        long = long_history(b, work, tuple(m for m in args.long_models.split(",") if m), save_partial)
+        if args.only is None:
+            for task in ("forecast", "impute"):
+                res["forecasting"][task].update(long[task])
+            res["forecasting"]["train_seconds"].update({f"{k} (long history)": v for k, v in long["train_seconds"].items()})
+        else:
+            res["forecasting"] = long
     res["total_seconds"] = time.perf_counter() - t0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    suffix = f"_{args.only}" if args.only else ""
-    path = out / f"timeseries_{name}_{args.device.split(':')[0]}{suffix}.json"
     path.write_text(json.dumps(res, indent=2, default=float))
     print(markdown(res))
     print(f"wrote {path}")

@@ -76,9 +76,13 @@ class DiffusionTSNet(nn.Module):
     """
 
     def __init__(self, length: int, channels: int, d_model: int = 64, n_heads: int = 4, enc_layers: int = 1,
-                 dec_layers: int = 2, dropout: float = 0.0) -> None:
+                 dec_layers: int = 2, dropout: float = 0.0, n_lags: int = 0, n_calendar: int = 0) -> None:
         super().__init__()
         self.inp = nn.Linear(channels, d_model)
+        # covariates (covariates.py), never noised: per step the lag values and their masks of every feature and
+        # the calendar features, projected and added to the input embedding (absent without covariates)
+        cov_dim = 2 * channels * n_lags + n_calendar
+        self.cov = nn.Linear(cov_dim, d_model) if cov_dim else None
         self.pos = nn.Parameter(torch.randn(1, length, d_model) * 0.02)
         self.temb = nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model))
         self.d_model = d_model
@@ -87,9 +91,13 @@ class DiffusionTSNet(nn.Module):
         self.blocks = nn.ModuleList(DecoderBlock(d_model, n_heads, channels, length, dropout) for _ in range(dec_layers))
         self.out = nn.Linear(d_model, channels)
 
-    def forward(self, x_t: Tensor, t: Tensor, **_: object) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor, lag_x: Tensor | None = None, lag_mask: Tensor | None = None,
+                calendar: Tensor | None = None, **_: object) -> Tensor:
+        """``x_t (B, L, C)``, ``t (B,)``; covariates ``lag_x``/``lag_mask (B, L, C, K)``, ``calendar (B, L, 4)`` -> ``x0 (B, L, C)``."""
         e = self.temb(time_embedding(t, self.d_model).to(x_t.dtype))[:, None, :]
         h = self.inp(x_t) + self.pos + e
+        if self.cov is not None:
+            h = h + self.cov(_covariate_vector(x_t, lag_x, lag_mask, calendar))
         memory = self.encoder(h)
         trend = torch.zeros_like(x_t)
         season = torch.zeros_like(x_t)
@@ -98,6 +106,19 @@ class DiffusionTSNet(nn.Module):
             trend = trend + tr
             season = season + se
         return trend + season + self.out(h)
+
+
+def _covariate_vector(x_t: Tensor, lag_x: Tensor | None, lag_mask: Tensor | None, calendar: Tensor | None) -> Tensor:
+    """Per-step covariates ``(B, L, 2 C K + n_cal)``: lag values and masks of every feature, then the calendar features."""
+    b, L, _ = x_t.shape
+    parts = []
+    if lag_x is not None and lag_mask is not None:
+        parts += [lag_x.to(x_t.dtype).reshape(b, L, -1), lag_mask.to(x_t.dtype).reshape(b, L, -1)]
+    if calendar is not None:
+        parts.append(calendar.to(x_t.dtype))
+    if not parts:
+        raise ValueError("this network was built with covariates (data.lags / data.calendar) but none were given")
+    return torch.cat(parts, dim=-1)
 
 
 class CSDIBlock(nn.Module):
@@ -134,12 +155,15 @@ class CSDINet(nn.Module):
     """
 
     def __init__(self, length: int, channels: int, ch: int = 32, layers: int = 2, n_heads: int = 4,
-                 time_dim: int = 32, feat_dim: int = 8) -> None:
+                 time_dim: int = 32, feat_dim: int = 8, n_lags: int = 0, n_calendar: int = 0) -> None:
         super().__init__()
-        self.inp = nn.Linear(2, ch)
+        # covariates (covariates.py) as in TSDiff/CSDI: a feature's lag values and their masks are extra input
+        # channels of its own tokens; calendar features join the side information (per step, shared by features)
+        self.n_lags, self.n_calendar = n_lags, n_calendar
+        self.inp = nn.Linear(2 + 2 * n_lags, ch)
         self.feat = nn.Embedding(channels, feat_dim)
         self.time_dim = time_dim
-        side_dim = time_dim + feat_dim + 1
+        side_dim = time_dim + feat_dim + 1 + n_calendar
         self.demb = nn.Sequential(nn.Linear(ch, ch), nn.SiLU(), nn.Linear(ch, ch))
         self.ch = ch
         self.blocks = nn.ModuleList(CSDIBlock(ch, side_dim, n_heads) for _ in range(layers))
@@ -156,16 +180,30 @@ class CSDINet(nn.Module):
         pe[:, 1::2] = torch.cos(pos * div)
         return pe
 
-    def forward(self, x_t: Tensor, t: Tensor, cond_x: Tensor | None = None, cond_mask: Tensor | None = None, **_: object) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor, cond_x: Tensor | None = None, cond_mask: Tensor | None = None,
+                lag_x: Tensor | None = None, lag_mask: Tensor | None = None, calendar: Tensor | None = None,
+                **_: object) -> Tensor:
+        """``x_t (B, L, C)``, ``t (B,)``, ``cond_x``/``cond_mask (B, L, C)``; covariates ``lag_x``/``lag_mask
+        (B, L, C, K)`` and ``calendar (B, L, 4)`` when the network was built with them -> ``x0 (B, L, C)``."""
         b, L, c = x_t.shape
         m = torch.zeros_like(x_t) if cond_mask is None else cond_mask.to(x_t.dtype)
         cx = torch.zeros_like(x_t) if cond_x is None else cond_x.to(x_t.dtype)
-        h = self.inp(torch.stack([m * cx, (1 - m) * x_t], dim=-1))  # (B, L, C, ch)
-        side = torch.cat([
+        tokens = [m[..., None] * cx[..., None], (1 - m)[..., None] * x_t[..., None]]
+        if self.n_lags:
+            if lag_x is None or lag_mask is None:
+                raise ValueError("this network was built with data.lags but no lag features were given")
+            tokens += [lag_x.to(x_t.dtype), lag_mask.to(x_t.dtype)]
+        h = self.inp(torch.cat(tokens, dim=-1))  # (B, L, C, ch)
+        side_parts = [
             self.pos[None, :, None, :].expand(b, L, c, self.time_dim).to(x_t.dtype),
             self.feat.weight[None, None].expand(b, L, c, -1).to(x_t.dtype),
             m[..., None],
-        ], dim=-1)
+        ]
+        if self.n_calendar:
+            if calendar is None:
+                raise ValueError("this network was built with data.calendar but no calendar features were given")
+            side_parts.append(calendar.to(x_t.dtype)[:, :, None, :].expand(b, L, c, self.n_calendar))
+        side = torch.cat(side_parts, dim=-1)
         demb = self.demb(time_embedding(t, self.ch).to(x_t.dtype))
         skip = torch.zeros_like(h)
         for blk in self.blocks:

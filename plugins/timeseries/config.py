@@ -29,6 +29,11 @@ class DataConfig:
     # a time column whose step is not constant: "warn" (rows used as equally spaced), "ignore",
     # "mask" (insert the missing steps as masked rows) or "error"
     time_gaps: Literal["warn", "ignore", "mask", "error"] = "warn"
+    # always-observed covariates (covariates.py): seasonal-lag copies of each feature, taken from the history before
+    # each step (e.g. [48, 336] = one day and one week of half-hours; forecasts need horizon <= min lag and inputs of
+    # max lag rows more), and calendar features (time of day and of week, sin/cos; needs a time column)
+    lags: tuple[int, ...] = ()
+    calendar: bool = False
 
 
 @dataclass(frozen=True)

@@ -409,11 +409,19 @@ class WindowDataset(Dataset):
     """
 
     def __init__(self, scaled: np.ndarray, observed: np.ndarray, window: int, stride: int = 1, source: str = "series",
-                 complete_only: bool = False, allow_empty: bool = False) -> None:
+                 complete_only: bool = False, allow_empty: bool = False, history: int = 0,
+                 calendar: np.ndarray | None = None, min_start: int = 0) -> None:
         self.x = torch.from_numpy(np.where(observed, scaled, 0.0).astype(np.float32))
         self.observed = torch.from_numpy(observed.copy())
         self.window = int(window)
-        starts = window_starts(len(scaled), window, stride, source=source)
+        self.history = int(history)
+        # covariates (covariates.py): the `history` rows before each window (rows before the series: unobserved)
+        # and per-step calendar features (T, 4)
+        c = scaled.shape[1]
+        self._hx = torch.cat([torch.zeros(self.history, c), self.x]) if self.history else None
+        self._ho = torch.cat([torch.zeros(self.history, c, dtype=torch.bool), self.observed]) if self.history else None
+        self.calendar = None if calendar is None else torch.from_numpy(np.asarray(calendar, dtype=np.float32))
+        starts = window_starts(len(scaled) - min_start, window, stride, source=source) + int(min_start)
         self.dropped = 0
         if complete_only:
             # a window [s, s + L) is complete when no row in it has a missing entry: a prefix count of bad rows
@@ -431,12 +439,25 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         s = int(self.starts[i])
-        return {"x": self.x[s:s + self.window], "observed": self.observed[s:s + self.window]}
+        item = {"x": self.x[s:s + self.window], "observed": self.observed[s:s + self.window]}
+        if self._hx is not None:  # padded index s + j is row s - history + j
+            item["hist_x"], item["hist_obs"] = self._hx[s:s + self.history], self._ho[s:s + self.history]
+        if self.calendar is not None:
+            item["calendar"] = self.calendar[s:s + self.window]
+        return item
 
     def all(self) -> dict[str, torch.Tensor]:
-        """Every window stacked: ``x`` ``(N, L, C)`` and ``observed`` ``(N, L, C)``."""
-        idx = torch.as_tensor(self.starts)[:, None] + torch.arange(self.window)[None, :]
-        return {"x": self.x[idx], "observed": self.observed[idx]}
+        """Every window stacked: ``x`` ``(N, L, C)`` and ``observed`` ``(N, L, C)`` (with covariates also
+        ``hist_x``/``hist_obs`` ``(N, P, C)`` and ``calendar`` ``(N, L, 4)``)."""
+        st = torch.as_tensor(self.starts)[:, None]
+        idx = st + torch.arange(self.window)[None, :]
+        out = {"x": self.x[idx], "observed": self.observed[idx]}
+        if self._hx is not None:
+            hidx = st + torch.arange(self.history)[None, :]
+            out["hist_x"], out["hist_obs"] = self._hx[hidx], self._ho[hidx]
+        if self.calendar is not None:
+            out["calendar"] = self.calendar[idx]
+        return out
 
 
 def split_series(s: Series, val_fraction: float) -> tuple[Series, Series | None]:

@@ -12,6 +12,7 @@ import torch
 
 from polydiff.errors import DataError
 
+from .covariates import CovariateSpec, covariate_cond
 from .generation_metrics import context_fid, correlational_score, discriminative_score, predictive_score
 from .metrics import point_errors, probabilistic_metrics
 from .tasks import forecast_mask, sample_windows
@@ -86,6 +87,7 @@ def evaluate_recipe(recipe: Any, model: Any, cfg: Any, run: Any, samples_dir: Pa
     kw = dict(sampler=cfg.sample.sampler, seed=cfg.train.seed, batch_size=cfg.sample.batch_size,
               scale=cfg.sample.guidance_scale, noise_std=cfg.sample.noise_std)
     conditional = getattr(recipe, "default_method", "") == "csdi"
+    spec = recipe.covariate_spec(cfg) if hasattr(recipe, "covariate_spec") else CovariateSpec()
     if not ev.generation_metrics:
         pass
     elif conditional and given is None:
@@ -105,7 +107,14 @@ def evaluate_recipe(recipe: Any, model: Any, cfg: Any, run: Any, samples_dir: Pa
             n_real = ev.num_windows if given is None else min(ev.num_windows, len(given))
             idx = torch.randperm(len(xs), generator=g)[:n_real]
             real = sc.inverse(xs[idx].double().numpy())
-            if given is None:
+            if given is None and spec.active:  # each generated window gets the covariates of a random training window
+                t0 = time.perf_counter()
+                cov = recipe.generation_covariates(cfg, run, len(idx), cfg.train.seed)
+                none = torch.zeros(len(idx), L, c, dtype=torch.bool)
+                gen = sample_windows(model, none.float(), none, num=1, method="none", steps=ev.gen_steps, covariates=cov, **kw)
+                out["generate_seconds"] = time.perf_counter() - t0
+                fake = sc.inverse(gen.x[0].double().numpy())
+            elif given is None:
                 t0 = time.perf_counter()
                 gen = sample_windows(model, None, None, num=len(idx), shape=(1, L, c), steps=ev.gen_steps, **kw)
                 out["generate_seconds"] = time.perf_counter() - t0
@@ -129,11 +138,13 @@ def evaluate_recipe(recipe: Any, model: Any, cfg: Any, run: Any, samples_dir: Pa
     out["heldout_windows"] = float(len(w["x"]))
     n = min(ev.forecast_windows, len(w["x"]))
     x, obs = w["x"][:n], w["observed"][:n]
+    wn = {k: v[:n] for k, v in w.items()}  # with covariates: each window's history and calendar features
     target_vals = sc.inverse(x.double().numpy())
     h = cfg.sample.horizon or L // 4
     method = recipe._method(cfg, {})
     known = obs & forecast_mask(L, c, h)[None]
-    fc = sample_windows(model, x, known, num=ev.forecast_samples, method=method, steps=cfg.sample.steps, **kw)
+    fc = sample_windows(model, x, known, num=ev.forecast_samples, method=method, steps=cfg.sample.steps,
+                        covariates=covariate_cond(spec, wn, known), **kw)
     tmask = (obs & ~known).numpy()
     for k, v in probabilistic_metrics(sc.inverse(fc.x.double().numpy()), target_vals, tmask).items():
         out[f"forecast_{k}"] = v
@@ -141,7 +152,8 @@ def evaluate_recipe(recipe: Any, model: Any, cfg: Any, run: Any, samples_dir: Pa
         out[f"forecast_{k}_scaled"] = v  # on the normalised scale (Diffusion-TS reports MSE there)
     drop = torch.rand(obs.shape, generator=g) < 0.5
     known_i = obs & ~drop
-    im = sample_windows(model, x, known_i, num=ev.forecast_samples, method=method, steps=cfg.sample.steps, **kw)
+    im = sample_windows(model, x, known_i, num=ev.forecast_samples, method=method, steps=cfg.sample.steps,
+                        covariates=covariate_cond(spec, wn, known_i), **kw)
     tmask_i = (obs & drop).numpy()
     if tmask_i.any():
         for k, v in probabilistic_metrics(sc.inverse(im.x.double().numpy()), target_vals, tmask_i).items():

@@ -22,6 +22,7 @@ from polydiff.spaces import DenseSpace
 
 from .backbones import CSDINet, DiffusionTSNet, fourier_loss
 from .config import PRESETS, TSConfig
+from .covariates import CovariateSpec, calendar_features, covariate_cond, window_covariates
 from .data import Scaler, Series, WindowDataset, frame_to_series, guess_time_column, load_series, read_table, split_series
 from .tasks import METHODS, forecast_mask, sample_windows
 from .writers import TimeSeriesSamples, write_all
@@ -58,7 +59,22 @@ class TimeSeriesRecipe(Recipe):
         train, _ = split_series(s, cfg.data.val_fraction)
         if len(train.values) < cfg.data.window:
             raise DataError(f"{s.source}: window length {cfg.data.window} is longer than the training part ({len(train.values)} rows)")
+        spec = self.covariate_spec(cfg)
+        if spec.calendar and s.timestamps is None:
+            raise polydiff.errors.ConfigError(f"{s.source}: data.calendar=true needs a time column (data.time_column), "
+                                              "but the data has none")
+        if spec.history >= len(train.values):
+            raise polydiff.errors.ConfigError(f"{s.source}: data.lags={list(spec.lags)}: the largest lag ({spec.history} steps) is "
+                                              f"not shorter than the training part ({len(train.values)} rows)")
         Scaler.fit(train, cfg.data.normalise).save(run.artifacts / SCALER_FILE)
+
+    @staticmethod
+    def covariate_spec(cfg: TSConfig) -> CovariateSpec:
+        """The run's always-observed covariates (``data.lags``, ``data.calendar``; none by default)."""
+        return CovariateSpec.from_config(cfg.data)
+
+    def _calendar(self, cfg: TSConfig, s: Series) -> np.ndarray | None:
+        return calendar_features(s.timestamps) if self.covariate_spec(cfg).calendar and s.timestamps is not None else None
 
     def scaler(self, cfg: TSConfig, run: RunDir) -> Scaler:
         p = run.artifacts / SCALER_FILE
@@ -73,7 +89,9 @@ class TimeSeriesRecipe(Recipe):
         drop = self._drop_incomplete(cfg)
         batch = _global_batch(cfg)
         scaled = sc.transform(train.values)
-        tr = WindowDataset(scaled, train.observed, cfg.data.window, cfg.data.stride, source=s.source)
+        spec = self.covariate_spec(cfg)
+        cov_kw: dict[str, Any] = {"history": spec.history, "calendar": self._calendar(cfg, train)}
+        tr = WindowDataset(scaled, train.observed, cfg.data.window, cfg.data.stride, source=s.source, **cov_kw)
         total = len(tr)
         if total < batch:
             raise DataError(
@@ -82,7 +100,7 @@ class TimeSeriesRecipe(Recipe):
                 "a shorter data.window, data.stride=1, or use a longer file")
         if drop:
             complete = WindowDataset(scaled, train.observed, cfg.data.window, cfg.data.stride, source=s.source,
-                                     complete_only=True, allow_empty=True)
+                                     complete_only=True, allow_empty=True, **cov_kw)
             if len(complete) >= batch:
                 tr = complete
                 if tr.dropped:
@@ -104,7 +122,11 @@ class TimeSeriesRecipe(Recipe):
                 warnings.warn(f"{s.source}: {incomplete} of {total} training windows have missing values; {self.name} trains on all "
                               "of them: a missing entry is never a conditioning value nor a target (masked)", UserWarning, stacklevel=2)
         va = None
-        if val is not None and len(val.values) >= cfg.data.window:
+        if val is not None and len(val.values) >= cfg.data.window and spec.active:
+            # held-out windows with their real history (the training part's end) before them
+            va = WindowDataset(sc.transform(s.values), s.observed, cfg.data.window, cfg.data.window, source=s.source,
+                               history=spec.history, calendar=self._calendar(cfg, s), min_start=len(train.values))
+        elif val is not None and len(val.values) >= cfg.data.window:
             va = WindowDataset(sc.transform(val.values), val.observed, cfg.data.window, cfg.data.window, source=s.source)
         return DataBundle(train=tr, val=va)
 
@@ -114,8 +136,9 @@ class TimeSeriesRecipe(Recipe):
 
     # -- model -----------------------------------------------------------------------------------
     def build_net(self, cfg: TSConfig, channels: int) -> nn.Module:
-        m = cfg.model
-        return DiffusionTSNet(cfg.data.window, channels, m.d_model, m.n_heads, m.enc_layers, m.dec_layers)
+        m, spec = cfg.model, self.covariate_spec(cfg)
+        return DiffusionTSNet(cfg.data.window, channels, m.d_model, m.n_heads, m.enc_layers, m.dec_layers,
+                              n_lags=spec.n_lags, n_calendar=spec.n_calendar)
 
     def build_model(self, cfg: TSConfig, run: RunDir) -> nn.Module:
         channels = len(self.scaler(cfg, run).columns)
@@ -125,9 +148,15 @@ class TimeSeriesRecipe(Recipe):
         """x0-MSE over observed entries plus the Fourier term (weight ``model.fourier_weight``; ``sqrt(L)/5`` if < 0)."""
         x, obs = batch["x"], batch["observed"].to(torch.bool)
         space = DenseSpace()
+        spec = self.covariate_spec(cfg)
+        cov = None
+        if spec.active:
+            # p(window | covariates): the lag sources inside the window are a random known pattern (CSDI's mix), as
+            # they will be at sampling (forecast context, imputation's observed cells, nothing when generating)
+            cov = covariate_cond(spec, batch, training_mask(obs, "mix", generator))
         t = sample_time(model.process, x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
         noised = model.process.noise(x, t, generator=generator, space=space)
-        x0_hat = model(noised.x_t, t, None, space=space)
+        x0_hat = model(noised.x_t, t, cov, space=space)
         m = obs.to(x.dtype)
         mse = ((x0_hat - x) ** 2 * m).sum() / m.sum().clamp(min=1)
         w = None if cfg.model.fourier_weight < 0 else float(cfg.model.fourier_weight)
@@ -158,7 +187,14 @@ class TimeSeriesRecipe(Recipe):
         model.eval()
         if task not in ("generate", "forecast", "impute"):
             raise UserInputError(f"--task {task!r}: expected generate, forecast or impute")
+        spec = self.covariate_spec(cfg)
         if task == "generate":
+            if spec.active:  # one window per sample, each with the covariates of a random training window
+                cov = self.generation_covariates(cfg, run, num, seed)
+                r = sample_windows(model, torch.zeros(num, L, c), torch.zeros(num, L, c, dtype=torch.bool), num=1,
+                                   method="none", covariates=cov, **kw)
+                out = TimeSeriesSamples("generate", sc.inverse(r.x[0].double().numpy()), sc.columns, nfe=r.nfe)
+                return check_divergence(out, sc, "generated windows")
             r = sample_windows(model, None, None, num=num, shape=(1, L, c), **kw)
             out = TimeSeriesSamples("generate", sc.inverse(r.x[:, 0].double().numpy()), sc.columns, nfe=r.nfe)
             return check_divergence(out, sc, "generated windows")
@@ -170,9 +206,10 @@ class TimeSeriesRecipe(Recipe):
             h = self._horizon(cfg, options, L)
         series = self.read_input(options["input"], sc, time_column=cfg.data.time_column, time_gaps=cfg.data.time_gaps)
         if task == "forecast":
-            out = self.forecast(model, series, sc, L, h, num=num, method=method, pad=bool(options.get("pad_context")), **kw)
+            out = self.forecast(model, series, sc, L, h, num=num, method=method, pad=bool(options.get("pad_context")),
+                                spec=spec, **kw)
         else:
-            out = self.impute(model, series, sc, L, num=num, method=method, **kw)
+            out = self.impute(model, series, sc, L, num=num, method=method, spec=spec, **kw)
         return check_divergence(out, sc, f"{task} (--method {method})")
 
     @staticmethod
@@ -204,15 +241,49 @@ class TimeSeriesRecipe(Recipe):
         tcol = time_column if time_column is not None and time_column in df.columns else guess_time_column(df)
         return frame_to_series(df, tcol, list(sc.columns), source=str(path), time_gaps=time_gaps)
 
+    def generation_covariates(self, cfg: TSConfig, run: RunDir, num: int, seed: int) -> dict[str, torch.Tensor]:
+        """Covariates of ``num`` random training windows with nothing known inside them (lags from their history only),
+        so generated windows follow the marginal ``E_c p(x | c)``; ``(num, L, ...)`` tensors."""
+        s = self._series(cfg)
+        sc = self.scaler(cfg, run)
+        train, _ = split_series(s, cfg.data.val_fraction)
+        spec, L = self.covariate_spec(cfg), cfg.data.window
+        lo = min(spec.history, len(train.values) - L)
+        g = torch.Generator().manual_seed(int(seed))
+        starts = (lo + torch.randint(0, len(train.values) - L - lo + 1, (num,), generator=g)).numpy()
+        return window_covariates(spec, sc.transform(train.values), train.observed, starts, L,
+                                 torch.zeros(num, L, len(sc.columns), dtype=torch.bool), stamps=train.timestamps)
+
+    @staticmethod
+    def _input_covariates(spec: CovariateSpec, series: Series, sc: Scaler, starts: np.ndarray, L: int, known: torch.Tensor,
+                          y: torch.Tensor, window_stamps: np.ndarray | None, need: int, what: str) -> dict[str, torch.Tensor]:
+        """Covariates of windows of the user's input, checking it has the rows and timestamps they need."""
+        if not spec.active:
+            return {}
+        if len(series.values) < need:
+            raise UserInputError(f"{series.source}: {len(series.values)} rows; this model uses lag features up to "
+                                 f"{spec.history} steps back (data.lags={list(spec.lags)}), so {what} needs at least {need} rows")
+        if spec.calendar and window_stamps is None:
+            raise UserInputError(f"{series.source}: no time column; this model uses calendar features (data.calendar=true), "
+                                 "so the input needs its timestamps")
+        return window_covariates(spec, sc.transform(series.values), series.observed, starts, L, known,
+                                 window_stamps=window_stamps, y=y)
+
     def forecast(self, model: nn.Module, series: Series, sc: Scaler, L: int, horizon: int, *, num: int, method: str,
-                 pad: bool = False, **kw: Any) -> TimeSeriesSamples:
+                 pad: bool = False, spec: CovariateSpec | None = None, **kw: Any) -> TimeSeriesSamples:
         """Forecast ``horizon`` steps after the input's last row from its last ``L - horizon`` rows.
 
         A shorter input is refused unless ``pad`` (``--pad-context``): then the missing leading steps are
-        unknown (masked) and sampled with the forecast.
+        unknown (masked) and sampled with the forecast. With lag covariates the input needs ``max(lags)``
+        more rows (their history) and the horizon may not exceed the smallest lag.
         """
+        spec = spec or CovariateSpec()
         if not 0 < horizon < L:
             raise UserInputError(f"--horizon {horizon}: expected 1 to {L - 1} steps for a model with window {L}")
+        if spec.lags and horizon > min(spec.lags):
+            raise UserInputError(f"--horizon {horizon}: this model's smallest lag is {min(spec.lags)} steps (data.lags="
+                                 f"{list(spec.lags)}); lag values inside a longer horizon would be future values, so forecast "
+                                 f"at most {min(spec.lags)} steps")
         if len(series.values) < L - horizon and not pad:
             raise UserInputError(f"{series.source}: {len(series.values)} rows of context; a {horizon}-step forecast with this "
                                  f"model (window {L}) needs the last {L - horizon} rows (give a longer --input, a longer "
@@ -225,14 +296,22 @@ class TimeSeriesRecipe(Recipe):
         obs[off:L - horizon] = series.observed[-ctx_len:]
         known = torch.from_numpy(obs & forecast_mask(L, len(sc.columns), horizon).numpy())
         y = torch.from_numpy(np.nan_to_num(sc.transform(vals))).float()
-        r = sample_windows(model, y[None], known[None], num=num, method=method, **kw)
+        stamps = _extend_stamps(series.timestamps, ctx_len, horizon, off)
+        cov = self._input_covariates(spec, series, sc, np.array([len(series.values) - ctx_len]), L, known[None], y[None],
+                                     None if stamps is None else stamps[None], L - horizon + spec.history,
+                                     f"a {horizon}-step forecast (window {L})")
+        r = sample_windows(model, y[None], known[None], num=num, method=method, covariates=cov, **kw)
         samples = sc.inverse(r.x[:, 0].double().numpy())
         samples = np.where(obs[None], vals[None], samples)  # context exactly, in original units
-        return TimeSeriesSamples("forecast", samples, sc.columns, _extend_stamps(series.timestamps, ctx_len, horizon, off),
-                                 obs, vals, r.nfe)
+        return TimeSeriesSamples("forecast", samples, sc.columns, stamps, obs, vals, r.nfe)
 
-    def impute(self, model: nn.Module, series: Series, sc: Scaler, L: int, *, num: int, method: str, **kw: Any) -> TimeSeriesSamples:
-        """Fill every missing cell; windows tile the series (the last aligned to its end); observed cells unchanged."""
+    def impute(self, model: nn.Module, series: Series, sc: Scaler, L: int, *, num: int, method: str,
+               spec: CovariateSpec | None = None, **kw: Any) -> TimeSeriesSamples:
+        """Fill every missing cell; windows tile the series (the last aligned to its end); observed cells unchanged.
+
+        With lag covariates the input needs ``max(lags)`` rows more than a window (windows before that row see
+        partial lag history, marked unknown)."""
+        spec = spec or CovariateSpec()
         T = len(series.values)
         if T < L:
             raise DataError(f"{series.source}: the input has {T} rows, fewer than the model's window ({L})")
@@ -242,7 +321,10 @@ class TimeSeriesRecipe(Recipe):
         y = torch.from_numpy(np.nan_to_num(sc.transform(series.values))).float()
         known = torch.from_numpy(series.observed)
         idx = torch.as_tensor(starts)[:, None] + torch.arange(L)[None]
-        r = sample_windows(model, y[idx], known[idx], num=num, method=method, **kw)
+        wst = None if series.timestamps is None else series.timestamps[idx.numpy()]
+        cov = self._input_covariates(spec, series, sc, np.asarray(starts), L, known[idx], y[idx], wst, L + spec.history,
+                                     f"imputation (window {L})")
+        r = sample_windows(model, y[idx], known[idx], num=num, method=method, covariates=cov, **kw)
         out = np.empty((num, T, len(sc.columns)))
         x = sc.inverse(r.x.double().numpy())  # (num, W, L, C)
         for w, s0 in enumerate(starts):
@@ -343,8 +425,9 @@ class CSDIRecipe(TimeSeriesRecipe):
     drops_incomplete_windows: ClassVar[bool] = False  # its mask conditioning is built for missing entries
 
     def build_net(self, cfg: TSConfig, channels: int) -> nn.Module:
-        m = cfg.model
-        return CSDINet(cfg.data.window, channels, m.csdi_channels, m.csdi_layers, m.n_heads)
+        m, spec = cfg.model, self.covariate_spec(cfg)
+        return CSDINet(cfg.data.window, channels, m.csdi_channels, m.csdi_layers, m.n_heads,
+                       n_lags=spec.n_lags, n_calendar=spec.n_calendar)
 
     def loss(self, model: nn.Module, batch: Any, cfg: TSConfig, generator: torch.Generator | None = None) -> torch.Tensor:
         """x0-MSE on target entries (observed but hidden from the network), CSDI's self-supervised masking."""
@@ -354,7 +437,8 @@ class CSDIRecipe(TimeSeriesRecipe):
         space = DenseSpace()
         t = sample_time(model.process, x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
         noised = model.process.noise(x, t, generator=generator, space=space)
-        cond = {"cond_x": torch.where(cond_mask, x, torch.zeros_like(x)), "cond_mask": cond_mask.to(x.dtype)}
+        cond = {"cond_x": torch.where(cond_mask, x, torch.zeros_like(x)), "cond_mask": cond_mask.to(x.dtype),
+                **covariate_cond(self.covariate_spec(cfg), batch, cond_mask)}  # lag sources: the conditioning entries only
         x0_hat = model(noised.x_t, t, cond, space=space)
         m = target.to(x.dtype)
         return ((x0_hat - x) ** 2 * m).sum() / m.sum().clamp(min=1)

@@ -138,6 +138,7 @@ def sample_windows(
     noise_std: float | None = 0.1,
     norm: str = "l2sq",
     sampler_options: dict[str, Any] | None = None,
+    covariates: dict[str, Tensor] | None = None,
 ) -> ConditionalSamples:
     """Draw ``num`` samples for each of ``B`` windows.
 
@@ -152,6 +153,9 @@ def sample_windows(
             ``mix_seed(seed, i)`` (:func:`polydiff.samplers.sample_in_chunks`), so results do not
             depend on ``batch_size``.
         scale, noise_std, norm: reconstruction-guidance strength, measurement std and energy.
+        covariates: always-observed network inputs of each window (``covariates.py``: ``lag_x``/``lag_mask``
+            ``(B, L, C, K)``, ``calendar`` ``(B, L, 4)``), given with the condition to every network call; never
+            sampled, never masked, never returned.
 
     Returns:
         :class:`ConditionalSamples` with ``x`` of shape ``(num, B, L, C)``.
@@ -171,6 +175,7 @@ def sample_windows(
     total = num * b
     y_all = y.repeat(num, 1, 1)  # sample-major: row k*B + j is sample k of window j
     k_all = known.repeat(num, 1, 1)
+    cov_all = {k: v.repeat(num, *([1] * (v.dim() - 1))) for k, v in (covariates or {}).items()}
     dtype = y.dtype if y.is_floating_point() else torch.float32  # the caller's dtype (float64 for oracles)
     progress = sampling_callback(calls=-(-total // batch_size))  # the CLI's bar over all chunks (None in plain API use)
 
@@ -186,6 +191,8 @@ def sample_windows(
             guidance.append(ConjugateGradientConsistency(MaskOperator(kb), torch.where(kb, yb, torch.zeros_like(yb)), lam=0.0, iters=1))
         if method == "csdi":
             cond = {"cond_x": torch.where(kb, yb, torch.zeros_like(yb)), "cond_mask": kb.to(dtype)}
+        if cov_all:
+            cond = {**(cond or {}), **{k: v[chunk.lo:chunk.hi].to(dtype) for k, v in cov_all.items()}}
         res = polydiff.sample(model, shape=tuple(yb.shape), sampler=sampler, steps=steps, generator=chunk.generators, cond=cond,
                               guidance=guidance, space=DenseSpace(), dtype=dtype, callback=progress, **(sampler_options or {}))
         return torch.where(kb, yb, res.x.detach()), res.nfe  # known entries exactly (no-op after replacement at t = 0)
