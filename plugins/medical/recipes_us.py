@@ -215,12 +215,16 @@ class UltrasoundPriorRecipe(Recipe):
         if cfg.data.frames < 1 or cfg.data.test_frames < 1:
             raise UserInputError(f"data.frames={cfg.data.frames}, data.test_frames={cfg.data.test_frames}: expected at least 1 each")
         run.ensure()
+        signature = {"kind": self.kind, **{k: getattr(cfg.data, k) for k in ("name", "path", "simulator", "size", "frames", "test_frames", "seed")}}
+        if (run.artifacts / FRAMES_FILE).exists() and (run.artifacts / INFO_FILE).exists():
+            if json.loads((run.artifacts / INFO_FILE).read_text()).get("signature") == signature:
+                return  # simulated already (training resumes, benchmarks rerun)
         train = simulate_iq(self.echo_maps(cfg, False), simulator=cfg.data.simulator, seed=cfg.data.seed)
         test = simulate_iq(self.echo_maps(cfg, True), simulator=cfg.data.simulator, seed=cfg.data.seed + HELD_OUT_SEED)
         np.savez_compressed(run.artifacts / FRAMES_FILE, train=train.astype(np.complex64), test=test.astype(np.complex64))
         x = iq_to_channels(train)
         info = {"kind": self.kind, "simulator": cfg.data.simulator, "size": cfg.data.size, "data_std": float(x.std()),
-                "source": cfg.data.path or cfg.data.name}
+                "source": cfg.data.path or cfg.data.name, "signature": signature}
         (run.artifacts / INFO_FILE).write_text(json.dumps(info))
 
     def frames(self, cfg: USConfig, run: RunDir, part: str) -> np.ndarray:
@@ -337,8 +341,10 @@ class USTissueRecipe(UltrasoundPriorRecipe):
 
     def dehaze_task(self, model: nn.Module, cfg: USConfig, run: RunDir, *, haze_run: str, num: int, sampler: str, steps: int,
                     seed: int, input_path: str | None = None, solver: str | None = None, gamma: float | None = None,
-                    noise: float | None = None) -> DehazeSamples:
-        """Dehaze ``num`` frames (simulated held-out frames, or ``input_path``) with the haze prior of ``haze_run``."""
+                    noise: float | None = None, truth_frames: tuple[np.ndarray, np.ndarray] | None = None) -> DehazeSamples:
+        """Dehaze ``num`` frames with the haze prior of ``haze_run``: the held-out frames of both runs (summed, plus noise),
+        ``truth_frames`` = ``(tissue, haze)`` complex IQ ``(S, n, n)`` given by the caller (e.g. another simulator), or
+        the hazy frames of ``input_path`` (no ground truth)."""
         from .dehazing import dehaze, wiener_dehaze
         from .ultrasound import MODEL_SCALE
 
@@ -354,8 +360,11 @@ class USTissueRecipe(UltrasoundPriorRecipe):
         if input_path:
             y_iq = read_input_frames(input_path, n)[:num]
         else:
-            truth = self.frames(cfg, run, "test")
-            haze_truth = HazePriorRecipe().frames(haze_cfg, haze_run_dir, "test")
+            if truth_frames is not None:
+                truth, haze_truth = (np.asarray(f, dtype=np.complex128) for f in truth_frames)
+            else:
+                truth = self.frames(cfg, run, "test")
+                haze_truth = HazePriorRecipe().frames(haze_cfg, haze_run_dir, "test")
             k = min(num, len(truth))
             truth = truth[:k]
             haze_truth = np.resize(haze_truth, truth.shape)

@@ -346,11 +346,44 @@ class HazeOperator:
         return f"HazeOperator(tissue_gain={self.a:g}, haze_gain={self.b:g})"
 
 
+REAL_FRAMES = (
+    ("JPGLosslessP14SV1_1s_1f_8b.dcm", "Philips adult echo (JPEG lossless)"),
+    ("gdcm-US-ALOKA-16.dcm", "ALOKA B-mode (palette colour)"),
+    ("color3d_jpeg_baseline.dcm", "SonoSite cine, frame 60 (JPEG baseline)"),
+)
+"""The real B-mode frames of ``pydicom-data`` used for qualitative checks (file, description)."""
+
+
+def real_bmode_frames() -> list[tuple[str, np.ndarray]]:
+    """The :data:`REAL_FRAMES` decoded from the installed ``pydicom-data`` package: ``(description, image)`` with
+    ``image`` ``(H, W)`` grey or ``(H, W, 3)`` RGB in [0, 1] (a cine gives its middle frame; palette colour is applied).
+    JPEG-lossless decoding needs ``pylibjpeg`` + ``pylibjpeg-libjpeg``; nothing is downloaded."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    out = []
+    for fname, desc in REAL_FRAMES:
+        path = get_testdata_file(fname, download=False)
+        if path is None:
+            raise UserInputError(f"{fname}: not found; install the pydicom-data package (pip install pydicom-data)")
+        ds = pydicom.dcmread(path)
+        a = ds.pixel_array
+        if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
+            from pydicom.pixels import apply_color_lut
+
+            a = apply_color_lut(a, ds)
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            a = a[len(a) // 2]
+        a = a.astype(np.float64)
+        out.append((desc, (a - a.min()) / max(float(a.max() - a.min()), 1e-12)))
+    return out
+
+
 def add_measurement_noise(y: Tensor, std: float, generator: torch.Generator | None = None) -> Tensor:
     """``y + std * N(0, I)`` (white Gaussian noise in the IQ channels)."""
     return y + std * torch.randn(y.shape, generator=generator, dtype=y.dtype)
 
 
 __all__ = ["CYST", "MODEL_SCALE", "CystGeometry", "HazeOperator", "PymustSettings", "PymustSimulator", "Simulator",
-           "add_measurement_noise", "bmode", "channels_to_iq", "cyst_phantoms", "echo_from_slices", "envelope",
-           "gaussian_psf", "haze_maps", "iq_to_channels", "simulate_iq", "speckle_iq"]
+           "REAL_FRAMES", "add_measurement_noise", "bmode", "channels_to_iq", "cyst_phantoms", "echo_from_slices", "envelope",
+           "gaussian_psf", "haze_maps", "iq_to_channels", "real_bmode_frames", "simulate_iq", "speckle_iq"]
