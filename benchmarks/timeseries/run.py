@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -105,10 +106,14 @@ def generation(name: str, b: dict, out: Path) -> dict:
     return {"dataset": name, "train_seconds": secs, "generate_seconds": gen_secs, "windows": len(idx), **m}
 
 
-def seasonal_naive(series: Series, starts: np.ndarray, L: int, h: int, period: int) -> np.ndarray:
-    """Point forecasts ``(W, L, C)``: each horizon step copies the value one period earlier."""
-    out = np.stack([series.values[s - period:s - period + L] for s in starts])
-    return out
+def seasonal_naive(series: Series, starts: np.ndarray, L: int, h: int, period: int, back: int = 7) -> np.ndarray:
+    """Point forecasts ``(W, L, C)``: each step copies the value one period earlier (where that one is missing, the
+    nearest observed one of up to ``back`` periods earlier; 0 if none)."""
+    out = np.full((len(starts), L, series.values.shape[1]), np.nan)
+    for k in range(1, min(back, int(np.min(starts)) // period) + 1):
+        prev = np.stack([series.values[s - k * period:s - k * period + L] for s in starts])
+        out = np.where(np.isnan(out), prev, out)
+    return np.nan_to_num(out)
 
 
 def linear_interp(vals: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -128,7 +133,9 @@ def seasonal_interp(series: Series, starts: np.ndarray, vals: np.ndarray, known:
     slots = np.arange(vals.shape[1])
     for w, s in enumerate(starts):
         hist = series.values[s - days * period:s]
-        prof = np.nanmean(hist.reshape(days, period, -1), axis=0)  # (period, C), slot j = time s - period + j
+        with warnings.catch_warnings():  # a slot missing on every day: no seasonal term there
+            warnings.simplefilter("ignore", RuntimeWarning)
+            prof = np.nan_to_num(np.nanmean(hist.reshape(days, period, -1), axis=0))  # (period, C), slot j = time s - period + j
         season = prof[slots % period]
         for c in range(vals.shape[2]):
             k = known[w, :, c]
@@ -187,11 +194,24 @@ def classical_forecasts(series: Series, starts: np.ndarray, L: int, h: int, peri
 
 
 FC_WINDOW, FC_HORIZON, FC_PERIOD = 96, 24, 48
+DATASETS = {
+    # half-hourly: window two days, horizon half a day, seasons of a day (48) and a week (336)
+    "vic_elec": {"period": 48, "stride": 4, "lags": (48, 336), "work": "vic"},
+    # hourly, 4 sensors with real gaps: window four days, horizon a day, seasons of a day (24) and a week (168)
+    "pedestrian": {"period": 24, "stride": 2, "lags": (24, 168), "work": "ped"},
+}
+
+
+def dataset_of(b: dict) -> dict:
+    return {"name": b.get("dataset", "vic_elec"), **DATASETS[b.get("dataset", "vic_elec")]}
 
 
 def forecast_windows(b: dict, series: Series) -> dict:
-    """The held-out windows every row is scored on: starts, values/observed ``(W, L, C)``, both tasks' known masks."""
-    L, h, period = FC_WINDOW, FC_HORIZON, FC_PERIOD
+    """The held-out windows every row is scored on: starts, values/observed ``(W, L, C)``, both tasks' known masks.
+
+    Targets are observed cells only (a real gap is never scored): the horizon's observed cells, or a random half of
+    the window's observed cells."""
+    L, h, period = FC_WINDOW, FC_HORIZON, dataset_of(b)["period"]
     T = len(series.values)
     cut = int(T * 0.9)
     starts = np.linspace(max(cut, period), T - L, b["fc_windows"]).astype(int)
@@ -205,14 +225,14 @@ def forecast_windows(b: dict, series: Series) -> dict:
 
 def baseline_rows(b: dict, series: Series, w: dict, task: str) -> dict:
     """The non-diffusion rows of one task, through the same metric code."""
-    L, h, period = FC_WINDOW, FC_HORIZON, FC_PERIOD
+    L, h, period = FC_WINDOW, FC_HORIZON, dataset_of(b)["period"]
     starts, vals, known = w["starts"], w["vals"], w["known"][task].numpy()
     target = w["obs"] & ~known
     rows = {}
     if task == "forecast":
         rows["seasonal-naive"] = probabilistic_metrics(seasonal_naive(series, starts, L, h, period)[None], vals, target)
         for label, (q, secs) in classical_forecasts(series, starts, L, h, period, Path(b["classical_python"]), b["classical"]).items():
-            draws = np.repeat(vals[None], 1001, axis=0)
+            draws = np.repeat(np.nan_to_num(vals)[None], 1001, axis=0)  # context cells are never scored
             draws[:, :, L - h:] = quantile_samples(q)
             rows[label] = {**probabilistic_metrics(draws, vals, target), "seconds": secs}
     else:
@@ -223,26 +243,30 @@ def baseline_rows(b: dict, series: Series, w: dict, task: str) -> dict:
 
 
 def vic_config(b: dict):
-    return resolve(b["preset"], **{"data.name": "vic_elec", "data.window": FC_WINDOW, "data.max_rows": b["vic_rows"],
-                                   "train.steps": b["train_steps"], "data.stride": 4, "train.log_every": 10**9})
+    """The forecasting benchmark's config (``b["dataset"]``: vic_elec by default, or pedestrian)."""
+    d = dataset_of(b)
+    return resolve(b["preset"], **{"data.name": d["name"], "data.window": FC_WINDOW, "data.max_rows": b["vic_rows"],
+                                   "train.steps": b["train_steps"], "data.stride": d["stride"], "train.log_every": 10**9})
 
 
 def baselines(b: dict) -> dict:
     """The baseline rows alone (no training): ``--only baselines``."""
     series = DiffusionTSRecipe()._series(vic_config(b))
     w = forecast_windows(b, series)
-    return {"window": FC_WINDOW, "horizon": FC_HORIZON, **{task: baseline_rows(b, series, w, task) for task in ("forecast", "impute")}}
+    return {"dataset": dataset_of(b)["name"], "window": FC_WINDOW, "horizon": FC_HORIZON,
+            **{task: baseline_rows(b, series, w, task) for task in ("forecast", "impute")}}
 
 
 def forecasting(b: dict, out: Path) -> dict:
     L, h = FC_WINDOW, FC_HORIZON
-    res: dict = {"window": L, "horizon": h}
+    res: dict = {"dataset": dataset_of(b)["name"], "window": L, "horizon": h}
     dts, csdi = DiffusionTSRecipe(), CSDIRecipe()
     cfg = vic_config(b)
-    m_dts, s1 = train_recipe(dts, cfg, out / "vic-dts", b["device"])
-    m_csdi, s2 = train_recipe(csdi, cfg, out / "vic-csdi", b["device"])
+    wk = dataset_of(b)["work"]
+    m_dts, s1 = train_recipe(dts, cfg, out / f"{wk}-dts", b["device"])
+    m_csdi, s2 = train_recipe(csdi, cfg, out / f"{wk}-csdi", b["device"])
     res["train_seconds"] = {"diffusion-ts": s1, "csdi": s2}
-    run = RunDir(out / "vic-dts")
+    run = RunDir(out / f"{wk}-dts")
     sc = dts.scaler(cfg, run)
     series = dts._series(cfg)
     w = forecast_windows(b, series)
@@ -275,14 +299,11 @@ def forecasting(b: dict, out: Path) -> dict:
     return res
 
 
-LONG_LAGS = (48, 336)  # one day and one week of half-hours: known inside a 24-step horizon
-
-
 def long_history_config(b: dict):
-    """``vic_config`` plus the long-history covariates: lags of 1 day and 1 week, calendar features."""
-    return resolve(b["preset"], **{"data.name": "vic_elec", "data.window": FC_WINDOW, "data.max_rows": b["vic_rows"],
-                                   "train.steps": b["train_steps"], "data.stride": 4, "train.log_every": 10**9,
-                                   "data.lags": LONG_LAGS, "data.calendar": True})
+    """``vic_config`` plus the long-history covariates: lags of one day and one week, calendar features."""
+    from polydiff_timeseries.config import apply_overrides
+
+    return apply_overrides(vic_config(b), {"data.lags": dataset_of(b)["lags"], "data.calendar": True})
 
 
 def long_history(b: dict, out: Path, models: tuple[str, ...], save) -> dict:
@@ -291,14 +312,17 @@ def long_history(b: dict, out: Path, models: tuple[str, ...], save) -> dict:
     Each row is saved (``save(res)``) as soon as it is scored; checkpoints are reused when run again.
     """
     L, h = FC_WINDOW, FC_HORIZON
-    res: dict = {"window": L, "horizon": h, "lags": list(LONG_LAGS), "calendar": True, "train_seconds": {},
-                 "forecast": {}, "impute": {}}
+    d = dataset_of(b)
+    res: dict = {"dataset": d["name"], "window": L, "horizon": h, "lags": list(d["lags"]), "calendar": True,
+                 "train_seconds": {}, "checkpoint_step": {}, "forecast": {}, "impute": {}}
     cfg = long_history_config(b)
-    rows = {"csdi": (CSDIRecipe(), "csdi", "vic-csdi-long"), "diffusion-ts": (DiffusionTSRecipe(), "replacement", "vic-dts-long")}
+    rows = {"csdi": (CSDIRecipe(), "csdi", f"{d['work']}-csdi-long"),
+            "diffusion-ts": (DiffusionTSRecipe(), "replacement", f"{d['work']}-dts-long")}
     for name in models:
         rec, method, folder = rows[name]
         model, secs = train_recipe(rec, cfg, out / folder, b["device"])
         res["train_seconds"][name] = secs
+        res["checkpoint_step"][name] = latest_step(RunDir(out / folder).checkpoints)
         sc = rec.scaler(cfg, RunDir(out / folder))
         series = rec._series(cfg)
         w = forecast_windows(b, series)
@@ -312,7 +336,7 @@ def long_history(b: dict, out: Path, models: tuple[str, ...], save) -> dict:
             t0 = time.perf_counter()
             r = sample_windows(model, y, known, num=b["fc_samples"], method=method, sampler="ddim", steps=50, seed=0,
                                covariates=cov)
-            label = f"{name} + lags 48, 336 + calendar" + (f" ({method})" if name == "diffusion-ts" else "")
+            label = f"{name} + lags {', '.join(map(str, d['lags']))} + calendar" + (f" ({method})" if name == "diffusion-ts" else "")
             res[task][label] = {**probabilistic_metrics(sc.inverse(r.x.double().numpy()), w["vals"], target),
                                 "seconds": time.perf_counter() - t0}
             save(res)
@@ -337,6 +361,10 @@ def main() -> None:
                     help="python of the statsforecast environment (made by benchmarks/timeseries/setup_classical.sh)")
     ap.add_argument("--classical-models", default=None,
                     help="override the budget's statsforecast models, e.g. mstl-ets,autoets,autoarima@72 (NAME@K: history K only)")
+    ap.add_argument("--dataset", choices=sorted(DATASETS), default="vic_elec",
+                    help="forecasting/imputation data: vic_elec (half-hourly) or pedestrian (hourly, 4 sensors, real gaps)")
+    ap.add_argument("--train-steps", type=int, default=None,
+                    help="override the budget's training steps (an existing run's checkpoint at that step or later is scored)")
     ap.add_argument("--nfe", default=None, help="comma-separated step counts for the speed sweep (default: the budget's)")
     args = ap.parse_args()
     name = "quick" if args.quick else (args.budget or "base")
@@ -346,13 +374,17 @@ def main() -> None:
         b["classical"] = args.classical_models
     if args.nfe:
         b["nfe"] = [int(v) for v in args.nfe.split(",")]
+    b["dataset"] = args.dataset
+    if args.train_steps:
+        b["train_steps"] = args.train_steps
     work = Path(args.work) / name
     res: dict = {"budget": b, "command": " ".join(sys.argv), "torch": torch.__version__, "machine": platform.platform(),
                  "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"}
     t0 = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = f"_{args.only}" if args.only else ""
+    suffix = (f"_{args.only}" if args.only else "") + ("" if args.dataset == "vic_elec" else f"_{args.dataset}")
+    suffix += f"_steps{args.train_steps}" if args.train_steps else ""
     path = out / f"timeseries_{name}_{args.device.split(':')[0]}{suffix}.json"
 
     def save_partial(part: dict) -> None:  # long runs: every scored row is on disk at once
@@ -390,7 +422,7 @@ def markdown(res: dict) -> str:
     if "forecasting" in res:
         f = res["forecasting"]
         for task in ("forecast", "impute"):
-            lines += ["", f"vic_elec {task} (window {f['window']}, horizon {f['horizon']})", "",
+            lines += ["", f"{f.get('dataset', 'vic_elec')} {task} (window {f['window']}, horizon {f['horizon']})", "",
                       "| method | CRPS | CRPS-sum | MAE | cov50 | cov90 |", "|---|---|---|---|---|---|"]
             for name, m in f[task].items():
                 lines.append(f"| {name} | {m['crps']:.4f} | {m['crps_sum']:.4f} | {m['mae']:.2f} | {m['coverage_50']:.2f} | {m['coverage_90']:.2f} |")
