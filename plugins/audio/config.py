@@ -76,6 +76,7 @@ class AudioEvalConfig(BaseEvalConfig):
     seconds: float = 3.0
     reference: str | None = None
     baselines: bool = True
+    dnsmos: bool = False  # DNSMOS SIG/BAK/OVRL (offline; needs speechmos + onnxruntime + librosa)
 
 
 @dataclass(frozen=True)

@@ -301,7 +301,7 @@ class SGMSERecipe(WavSampleFiles, Recipe):
 
         if samples_dir is not None:
             ref = Path(cfg.eval.reference) if cfg.eval.reference else Path(samples_dir) / "clean"
-            return evaluate_folder(Path(samples_dir), ref, cfg.data.sample_rate)
+            return evaluate_folder(Path(samples_dir), ref, cfg.data.sample_rate, dnsmos=cfg.eval.dnsmos)
         return evaluate_model(self, model, cfg)
 
 
