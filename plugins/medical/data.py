@@ -9,6 +9,8 @@ Sources:
 * ``phantom``: Shepp–Logan (scikit-image's bundled file) plus random-ellipse phantoms made in code — the
   default for fast tests and the ``tiny`` presets (no download, no apt);
 * ``pydicom-ct`` / ``pydicom-mr``: pydicom's bundled ``CT_small.dcm`` (128², HU) and ``MR_small.dcm`` (64²);
+* ``dipy-t1``: the real T1 coronal slice dipy ships in its wheel (``dipy/data/files/t1_coronal_slice.npy``, 256 x 256,
+  [0, 1]; no network at run time) — a real-MR fast-test source when dipy is installed;
 * ``invesalius-ct``: the real head CT of Debian's ``invesalius-examples`` (``Cranium.inv3``, 108 x 256 x 256 HU);
 * ``mricron-ch2``: Debian ``mricron-data``'s ``ch2.nii.gz`` T1 (181 x 217 x 181, axial slices taken along the last axis);
   both are installed by :func:`ensure_debian_package` (benchmark only; tests never need apt);
@@ -36,7 +38,7 @@ from polydiff.errors import DataError
 
 INVESALIUS_PATH = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
 MRICRON_CH2_PATH = Path("/usr/share/mricron/templates/ch2.nii.gz")
-BUNDLED = ("phantom", "pydicom-ct", "pydicom-mr", "invesalius-ct", "mricron-ch2")
+BUNDLED = ("phantom", "pydicom-ct", "pydicom-mr", "dipy-t1", "invesalius-ct", "mricron-ch2")
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ def load_volume(source: str | Path, *, modality: str = "") -> Volume:
         return _pydicom_bundled("CT_small.dcm")
     if name == "pydicom-mr":
         return _pydicom_bundled("MR_small.dcm")
+    if name == "dipy-t1":
+        return load_dipy_t1()
     if name == "invesalius-ct":
         return load_invesalius(ensure_debian_package("invesalius-examples", INVESALIUS_PATH))
     if name == "mricron-ch2":
@@ -123,6 +127,19 @@ def _pydicom_bundled(fname: str) -> Volume:
     from pydicom.data import get_testdata_file
 
     return load_dicom_series(Path(get_testdata_file(fname)))
+
+
+def load_dipy_t1() -> Volume:
+    """dipy's bundled T1 coronal slice ``(1, 256, 256)`` in [0, 1] (a file inside the dipy wheel; nothing is downloaded)."""
+    try:
+        from dipy.data import get_fnames
+    except ImportError:
+        raise DataError("dipy-t1: dipy is not installed (pip install dipy); it ships the T1 slice in its wheel") from None
+    p = Path(get_fnames(name="t1_coronal_slice"))
+    if not p.exists():
+        raise DataError(f"{p}: dipy's bundled T1 slice is missing from the installed dipy")
+    vol = load_npy(p)
+    return Volume(vol.data, source=f"dipy-t1 ({p.name})", modality="MR")
 
 
 def load_npy(path: Path) -> Volume:
@@ -384,5 +401,5 @@ def prepare_slices(volume: Volume, n: int, window: Window, *, min_mass: float = 
     return u[keep]
 
 
-__all__ = ["BUNDLED", "Volume", "Window", "ellipse_phantoms", "ensure_debian_package", "load_dicom_series", "load_invesalius",
+__all__ = ["BUNDLED", "Volume", "Window", "ellipse_phantoms", "ensure_debian_package", "load_dicom_series", "load_dipy_t1", "load_invesalius",
            "load_nifti", "load_npy", "load_png", "load_volume", "prepare_slices", "resize_slices", "resized_affine", "shepp_logan", "split_slices"]

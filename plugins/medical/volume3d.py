@@ -63,9 +63,12 @@ def diff(x: Tensor, axis: str = "z") -> Tensor:
 
 def diff_adjoint(g: Tensor, axis: str = "z") -> Tensor:
     """Adjoint of :func:`diff`: ``(.., n - 1, ..)`` -> ``(.., n, ..)``, ``(D^T g)_k = g_{k-1} - g_k`` (zero outside)."""
-    d = AXES_DIM[axis]
-    pad = torch.zeros_like(g.narrow(d, 0, 1))
-    return torch.cat([pad, g], dim=d) - torch.cat([g, pad], dim=d)
+    d = AXES_DIM[axis] % g.ndim
+    n = g.shape[d]
+    out = g.new_zeros((*g.shape[:d], n + 1, *g.shape[d + 1:]))
+    out.narrow(d, 1, n).add_(g)
+    out.narrow(d, 0, n).sub_(g)
+    return out
 
 
 def z_tv(x: Tensor) -> float:
