@@ -31,7 +31,7 @@ from .backbones import UNet2D
 from .config import PRESETS, MedConfig
 from .data import Volume, Window, ellipse_phantoms, load_volume, resize_slices, resized_affine, split_slices
 from .tasks import SOLVERS, SolverSettings, baseline, make_operator, make_task, measure
-from .volume3d import COUPLINGS, CouplingSettings, reconstruct_volume
+from .volume3d import COUPLINGS, RHO_OVER_LAM, CouplingSettings, reconstruct_volume
 from .writers import ReconSamples, metrics_of, read_all, write_all, write_generated
 
 WINDOW_FILE = "window.json"
@@ -76,7 +76,7 @@ class MedicalPriorRecipe(Recipe):
         SampleOption("volume_coupling", str, "none", f"{' | '.join(COUPLINGS)}: slice by slice, or one volume with total variation "
                      "along z by ADMM (DiffusionMBIR; --solver dds or dc)"),
         SampleOption("tv_lambda", float, CouplingSettings.lam, "tv-z: weight lam of ||D_z x||_1 (prior units x = 2u - 1, ||A|| = 1)"),
-        SampleOption("tv_rho", float, CouplingSettings.rho, "tv-z: ADMM penalty rho"),
+        SampleOption("tv_rho", float, None, f"tv-z: ADMM penalty rho (default {RHO_OVER_LAM:g} x the lambda)"),
         SampleOption("dicom", bool, False, "also write the reconstruction as a DICOM series (always done when --input is DICOM)"),
     )
 
@@ -149,7 +149,7 @@ class MedicalPriorRecipe(Recipe):
         if coupling not in COUPLINGS:
             raise UserInputError(f"--volume-coupling {coupling!r}: expected one of {', '.join(COUPLINGS)}")
         c = CouplingSettings(kind=coupling, lam=float(options.get("tv_lambda") if options.get("tv_lambda") is not None else CouplingSettings.lam),
-                             rho=float(options.get("tv_rho") if options.get("tv_rho") is not None else CouplingSettings.rho))
+                             rho=None if options.get("tv_rho") is None else float(options["tv_rho"]))
         return self.reconstruct_task(model, cfg, run, t, s, num=num, seed=seed, input_path=options.get("input"), coupling=c,
                                      dicom=bool(options.get("dicom")))
 

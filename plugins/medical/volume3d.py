@@ -99,8 +99,10 @@ class TVADMM:
 
     def __init__(self, operator: Any, y: Tensor, lam: float, rho: float, *, iters: int = 1, cg_iters: int = 5,
                  axes: Sequence[str] = ("z",)) -> None:
-        if not float(lam) >= 0 or not float(rho) > 0 or int(iters) < 1 or int(cg_iters) < 1:
-            raise UserInputError(f"tv-z coupling: need lam >= 0, rho > 0, iters >= 1, cg_iters >= 1; got {lam}, {rho}, {iters}, {cg_iters}")
+        if not float(lam) >= 0 or not float(rho) > 0:
+            raise UserInputError(f"--tv-lambda {lam} / --tv-rho {rho}: expected lambda >= 0 and rho > 0")
+        if int(iters) < 1 or int(cg_iters) < 1:
+            raise UserInputError(f"tv-z coupling: expected at least 1 ADMM and 1 CG iteration, got {iters} and {cg_iters}")
         bad = [a for a in axes if a not in AXES_DIM]
         if bad or not axes:
             raise UserInputError(f"tv-z coupling axes {list(axes)}: expected a non-empty subset of z, y, x")
@@ -207,14 +209,23 @@ class ZTVModel(GuidedModel):
         return Denoised(x0=x0, eps=d.eps + a * (d.x0 - x0) / s)
 
 
+RHO_OVER_LAM = 50.0  # default rho = 50 lam: soft threshold lam / rho = 0.02 on z-differences of x = 2u - 1
+
+
 @dataclass(frozen=True)
 class CouplingSettings:
-    """``--volume-coupling``: ``none`` (slice by slice) or ``tv-z``; ADMM ``lam``, ``rho``, ``admm_iters`` per model call."""
+    """``--volume-coupling``: ``none`` (slice by slice) or ``tv-z``; ADMM ``lam``, ``rho`` (``None``: ``50 lam``) and
+    ``admm_iters`` per model call. The default ``lam = 3e-4`` is the one the benchmark's 3-D row picked on training
+    slices (32 x 32 head CT, 16 views; ``benchmarks/medical/RESULTS.md``)."""
 
     kind: str = "none"
-    lam: float = 1e-3
-    rho: float = 0.05
+    lam: float = 3e-4
+    rho: float | None = None
     admm_iters: int = 1
+
+    @property
+    def rho_value(self) -> float:
+        return float(self.rho) if self.rho is not None else RHO_OVER_LAM * float(self.lam)
 
 
 def coupling_for(c: CouplingSettings, s: SolverSettings, op: Any, y_x: Tensor, sigma_x: float) -> ZTVCoupling:
@@ -222,7 +233,7 @@ def coupling_for(c: CouplingSettings, s: SolverSettings, op: Any, y_x: Tensor, s
     if s.solver not in ("dds", "dc"):
         raise UserInputError(f"--volume-coupling {c.kind}: works with --solver dds or dc, got {s.solver!r}")
     cg = max(s.cg_iters, 10) if s.solver == "dc" else s.cg_iters
-    admm = TVADMM(op, y_x, c.lam, c.rho, iters=c.admm_iters, cg_iters=cg)
+    admm = TVADMM(op, y_x, c.lam, c.rho_value, iters=c.admm_iters, cg_iters=cg)
     dds = None
     if s.solver == "dds":
         dds = DDS(op, y_x, noise_std=sigma_x, iters=s.cg_iters, gamma=s.dds_gamma) if s.dds_gamma > 0 else \
@@ -268,5 +279,5 @@ def tv3d_reconstruction(op: Any, y: Tensor, lam: float, *, iters: int = 100, rho
         return admm.solve(u0)
 
 
-__all__ = ["COUPLINGS", "CouplingSettings", "TVADMM", "ZTVCoupling", "ZTVModel", "coupling_for", "diff", "diff_adjoint",
+__all__ = ["COUPLINGS", "RHO_OVER_LAM", "CouplingSettings", "TVADMM", "ZTVCoupling", "ZTVModel", "coupling_for", "diff", "diff_adjoint",
            "reconstruct_volume", "soft_threshold", "tv3d_reconstruction", "z_tv"]

@@ -124,6 +124,8 @@ def test_recipe_rejects_unknown_coupling_and_writes_dicom_on_request(untrained_c
     defaults = {o.name: o.default for o in rec.sample_options}
     with pytest.raises(UserInputError, match="--volume-coupling 'tv-x'"):
         rec.sample(model, cfg, run, num=2, sampler="ddim", steps=2, seed=0, options={**defaults, "volume_coupling": "tv-x"})
+    with pytest.raises(UserInputError, match="--tv-lambda -1"):
+        rec.sample(model, cfg, run, num=2, sampler="ddim", steps=2, seed=0, options={**defaults, "volume_coupling": "tv-z", "tv_lambda": -1.0})
     s = rec.sample(model, cfg, run, num=2, sampler="ddim", steps=2, seed=0, options={**defaults, "solver": "dds", "dicom": True, "views": 6})
     rec.write_samples(s, tmp_path, cfg, run)
     heads = _header(tmp_path / "recon-dicom")
