@@ -188,8 +188,13 @@ def train_udiffse(work: Path, budget: Budget, threads: int):
     return rec, cfg, training.load_model(rec, cfg, run), seconds
 
 
+DNSMOS_KEYS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+USE_DNSMOS = False  # set by --dnsmos
+
+
 def score_method(mixtures: list[dict], fn) -> tuple[list[dict], float]:
-    """Scores per mixture of ``fn(noisy) -> (enhanced, nfe)`` and the real-time factor."""
+    """Scores per mixture of ``fn(noisy) -> (enhanced, nfe)`` and the real-time factor (DNSMOS with ``--dnsmos``;
+    its time is not in the real-time factor)."""
     from polydiff_audio.metrics import score
 
     rows, compute, audio = [], 0.0, 0.0
@@ -199,18 +204,25 @@ def score_method(mixtures: list[dict], fn) -> tuple[list[dict], float]:
         compute += time.perf_counter() - t0
         audio += len(m["noisy"]) / 16000
         s = score(enh, m["clean"])
-        rows.append({"snr": m["snr"], "pesq": s.pesq, "estoi": s.estoi, "si_sdr": s.si_sdr, "nfe": nfe})
+        row = {"snr": m["snr"], "pesq": s.pesq, "estoi": s.estoi, "si_sdr": s.si_sdr, "nfe": nfe}
+        if USE_DNSMOS:
+            from polydiff_audio.dnsmos import dnsmos
+
+            d = dnsmos(enh)
+            row.update({"dnsmos_sig": d.sig, "dnsmos_bak": d.bak, "dnsmos_ovrl": d.ovrl})
+        rows.append(row)
     return rows, compute / max(audio, 1e-9)
 
 
 def summarise(rows: list[dict]) -> dict:
     out = {}
+    keys = ("pesq", "estoi", "si_sdr") + (DNSMOS_KEYS if rows and "dnsmos_ovrl" in rows[0] else ())
     for snr in (*SNRS, None):
         sel = [r for r in rows if snr is None or r["snr"] == snr]
         if not sel:
             continue
         key = "all" if snr is None else f"{snr:+.0f}"
-        out[key] = {k: float(np.nanmean([r[k] for r in sel])) for k in ("pesq", "estoi", "si_sdr")}
+        out[key] = {k: float(np.nanmean([r[k] for r in sel])) for k in keys}
     return out
 
 
@@ -222,6 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, default=None, help="scratch folder for the prepared WAVs and runs (default: OUT/work)")
     ap.add_argument("--no-sb", action="store_true", help="skip the Schrödinger-bridge model")
+    ap.add_argument("--dnsmos", action="store_true", help="also DNSMOS SIG/BAK/OVRL (speechmos; a few seconds per clip)")
     ap.add_argument("--methods", default=",".join(METHODS),
                     help=f"comma-separated subset of {', '.join(METHODS)} (the noisy row is always scored)")
     args = ap.parse_args(argv)
@@ -231,6 +244,8 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"--methods: unknown {', '.join(bad)}; expected a subset of {', '.join(METHODS)}")
     if args.no_sb and "sb-ve" in methods:
         methods.remove("sb-ve")
+    global USE_DNSMOS
+    USE_DNSMOS = bool(args.dnsmos)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -260,6 +275,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(name, json.dumps(results["methods"][name]["summary"].get("all")), f"rtf {rtf:.3f}", flush=True)
         save()
 
+    if USE_DNSMOS:  # the clean references: DNSMOS's ceiling on this speech (PESQ etc. of clean vs clean are trivial)
+        by_id = {id(m["noisy"]): m["clean"] for m in mixtures}
+        record("clean (reference)", *score_method(mixtures, lambda y: (by_id[id(y)], 0)))
     record("noisy", *score_method(mixtures, lambda y: (y, 0)))
     if "baselines" in methods:
         record("spectral subtraction", *score_method(mixtures, lambda y: (spectral_subtraction(y), 0)))
@@ -304,11 +322,20 @@ def markdown(r: dict) -> str:
              " | PESQ all | ESTOI all | SI-SDR all |",
              "|---|---|---|" + "---|" * (3 * len(SNRS) + 3)]
     for name, m in r["methods"].items():
+        if name == "clean (reference)":  # only its DNSMOS is informative (below)
+            continue
         cells = []
         for key in [f"{s:+.0f}" for s in SNRS] + ["all"]:
             s = m["summary"].get(key, {})
             cells += [fmt(s.get("pesq")), fmt(s.get("estoi")), fmt(s.get("si_sdr"))]
         lines.append(f"| {name} | {m['nfe']} | {m['rtf']:.3f} | " + " | ".join(cells) + " |")
+    dn = [(name, m) for name, m in r["methods"].items() if "dnsmos_ovrl" in m["summary"].get("all", {})]
+    if dn:
+        lines += ["", "DNSMOS (P.835, speechmos; clips at -25 dBFS; mean over the mixtures each method was scored on):", "",
+                  "| method | SIG | BAK | OVRL |", "|---|---|---|---|"]
+        for name, m in dn:
+            a = m["summary"]["all"]
+            lines.append(f"| {name} | {fmt(a['dnsmos_sig'])} | {fmt(a['dnsmos_bak'])} | {fmt(a['dnsmos_ovrl'])} |")
     if any(name.startswith("UDiffSE") for name in r["methods"]):
         lines += ["", "UDiffSE is scored at 0 and 5 dB only: its 'all' columns are the mean over those two SNRs."]
     lines += ["", "NFE sweep (mixtures at 0 and 5 dB; NFE per chunk; RTF at the given threads):", "",
