@@ -159,8 +159,8 @@ def speed_sweep(model, test: np.ndarray, size: int) -> list[dict]:
 
 
 TUNE_SLAB = (64, 80)  # a contiguous block of *training* slices (of the 108) on which the 3-D rows' lambdas are picked
-TV3D_GRID = [1e-4, 3e-4, 1e-3, 3e-3]
-COUPLED_GRID = [3e-4, 1e-3, 3e-3]
+TV3D_GRID = [3e-5, 1e-4, 3e-4, 1e-3]
+COUPLED_GRID = [1e-4, 3e-4, 1e-3]
 COUPLED_RHO_OVER_LAM = 50.0  # rho = 50 lam: soft threshold lam / rho = 0.02 on z-differences of x = 2u - 1 (volume3d.RHO_OVER_LAM)
 
 
