@@ -4,6 +4,7 @@ Usage (the exact commands behind ``benchmarks/medical/RESULTS.md``)::
 
     python benchmarks/medical/run.py --budget quick --threads 1     # minutes: 32x32 slices, short training
     python benchmarks/medical/run.py --budget small --threads 1     # ~25 min on 2 CPU cores: 32x32 slices, 1200 steps
+    python benchmarks/medical/run.py --volume --budget small --threads 1 --runs DIR   # 3-D row: ~9 min training + ~5 min
 
 Protocol:
 
@@ -19,6 +20,9 @@ Protocol:
 * Rows: FBP / zero-filled; TV (deepinv PGD + TVPrior, lambda picked on 2 *training* slices from a grid); DPS
   (damped, step picked on training slices), DDS (5 CG, DDIM eta 0.85), RED-diff (Adam), PiGDM, hard data
   consistency — all diffusion solvers at the same NFE (``steps``).
+* 3-D row (``--volume``): a prior trained without one contiguous slab of 16 CT slices (``data.block=16``: slices
+  32-47 held out, 31 and 48 dropped), 16-view CT of the slab: FBP, TV-2D, anisotropic TV-3D (ADMM), DDS and DC slice
+  by slice vs with z-TV coupling (``volume3d``), lambdas picked on training slices 64-79.
 * Metrics: PSNR and SSIM with the fastMRI convention (data range = the test volume's maximum, SSIM per slice
   averaged) on the windowed [0, 1] images; NFE and wall-clock seconds for the whole set of test slices.
 """
