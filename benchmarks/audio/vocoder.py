@@ -1,4 +1,5 @@
-"""Vocoder benchmark: audio/diffwave (N ddpm steps and 6 ddim steps) against Griffin-Lim on held-out speakers.
+"""Vocoder benchmark: audio/diffwave (N ddpm steps, 6 ddim steps and DiffWave's aligned fast 6-step schedule) against
+Griffin-Lim on held-out speakers.
 
 Trains ``audio/diffwave`` for ``--steps`` steps on the training speakers of the Fish Fillets NG speech (the same
 speaker split as ``run.py``; ``--data synthetic`` uses generated speech-like clips) and resynthesises the first
@@ -7,6 +8,7 @@ speaker split as ``run.py``; ``--data synthetic`` uses generated speech-like cli
 linear magnitude, and from the mel through ``InverseMelScale(driver="gelsd")``.
 
     python benchmarks/audio/vocoder.py --steps 600 --threads 1 --out benchmarks/audio/results/vocoder
+    python benchmarks/audio/vocoder.py --run /tmp/vocoder-bench-XXXX/run ...   # score an already trained run
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--run", type=Path, default=None, help="a trained audio/diffwave run to score (skips training)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
 
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     from polydiff_audio.vocoder import DiffWaveRecipe, mel_config
 
     t0 = time.perf_counter()
-    train_clips, test_clips = clips(a.data, a.train_clips, a.clips, a.seconds)
+    train_clips, test_clips = clips(a.data, 0 if a.run else a.train_clips, a.clips, a.seconds)
     work = Path(tempfile.mkdtemp(prefix="vocoder-bench-"))
     for i, c in enumerate(train_clips):
         (work / "clean").mkdir(exist_ok=True)
@@ -80,17 +83,24 @@ def main(argv: list[str] | None = None) -> dict:
                                                         "data.segment_samples=4096", f"train.checkpoint_every={a.steps}",
                                                         "train.log_every=100", "train.lr=1e-3", "train.ema_decay=0.99",
                                                         f"data.path='{work / 'clean'}'", "data.val_fraction=0.01"])
-    run = RunDir(work / "run")
+    run = RunDir(a.run or work / "run")
     t1 = time.perf_counter()
-    train(rec, cfg, run, progress=False)
+    if a.run is None:
+        train(rec, cfg, run, progress=False)
+    else:
+        from polydiff.config import load_config
+
+        cfg = load_config(rec, run.config_path)
     train_s = time.perf_counter() - t1
     model = load_model(rec, cfg, run)
     model.eval()
     mel = mel_config(cfg)
     n = int(a.seconds * 16000)
     methods = {
-        f"DiffWave ddpm {a.sample_steps}": lambda x, i: rec.vocode(model, cfg, x, sampler="ddpm", steps=a.sample_steps, seed=i),
-        "DiffWave ddim 6": lambda x, i: rec.vocode(model, cfg, x, sampler="ddim", steps=6, seed=i),
+        f"DiffWave ddpm {a.sample_steps}": lambda x, i: rec.vocode(model, cfg, x, sampler="ddpm", steps=a.sample_steps, seed=i,
+                                                                    schedule="training"),
+        "DiffWave ddim 6": lambda x, i: rec.vocode(model, cfg, x, sampler="ddim", steps=6, seed=i, schedule="training"),
+        "DiffWave fast 6 (aligned)": lambda x, i: rec.vocode(model, cfg, x, sampler="ddpm", steps=0, seed=i, schedule="fast"),
         "Griffin-Lim (linear, 64 it)": lambda x, i: (griffin_lim(linear_magnitude(torch.from_numpy(x)[None], mel)[0], mel, len(x), seed=i), 0),
         "Griffin-Lim (mel, 64 it)": lambda x, i: (griffin_lim_from_mel(mel_spectrogram(torch.from_numpy(x)[None], mel)[0], mel, len(x), seed=i), 0),
     }
