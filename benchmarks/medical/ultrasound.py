@@ -184,8 +184,9 @@ def write_table(out: Path, rows: dict, args, t_secs: float, h_secs: float, name:
     lines.append(f"| wiener (classical) | {fmt(any_row, 'wiener')} | 0 | – |")
     for solver, r in rows.items():
         lines.append(f"| diffusion {solver} ({r['steps']} steps) | {fmt(r['metrics'], solver)} | {r['nfe']} | {r['seconds']:.1f} |")
+    trained = "same priors as results.md" if t_secs != t_secs else f"tissue {t_secs:.0f} s, haze {h_secs:.0f} s"
     head = (f"simulator {args.simulator}, {args.train_frames} training frames per prior, {args.test_frames} held-out frames, "
-            f"channels ({args.channels}), {args.train_steps} training steps per prior (tissue {t_secs:.0f} s, haze {h_secs:.0f} s), "
+            f"channels ({args.channels}), {args.train_steps} training steps per prior ({trained}), "
             f"gamma {args.gamma}, noise {args.noise}\n\n")
     (out / name).write_text(title + head + "\n".join(lines) + "\n")
     print(title + head + "\n".join(lines), flush=True)
