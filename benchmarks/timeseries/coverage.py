@@ -14,8 +14,9 @@ while changing one suspect at a time:
   expected coverage of the interpolated 5-95 % order statistics is ``0.9 (S - 1) / (S + 1)``);
 * normalisation — min-max against standard (z-score) scaling.
 
-Usage (CPU; the stages reuse their checkpoints when run again):
+Usage (CPU; the stages reuse their checkpoints when run again; ``--variants`` picks a subset):
     OMP_NUM_THREADS=2 python benchmarks/timeseries/coverage.py --stages 500,1500,3000
+    OMP_NUM_THREADS=2 python benchmarks/timeseries/coverage.py --stages 300,1000 --variants standard-norm,paper-64x4
 Writes ``benchmarks/timeseries/results/coverage.json`` and prints a markdown table.
 """
 
@@ -59,7 +60,12 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/polydiff-ts-coverage")
     ap.add_argument("--out", default="benchmarks/timeseries/results/coverage.json")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--variants", default="base,paper-64x4,standard-norm",
+                    help="which of base (the stages), paper-64x4 and standard-norm to run (the latter two at the middle stage)")
+    ap.add_argument("--rows", default="benchmarks/timeseries/results/coverage_partial.jsonl",
+                    help="every row is appended here as it is measured (a stopped study keeps its rows)")
     args = ap.parse_args()
+    variants = set(args.variants.split(","))
     stages = [int(s) for s in args.stages.split(",")]
     b = bench.budget("small", args.device)
     rec = CSDIRecipe()
@@ -80,14 +86,18 @@ def main() -> None:
             rows.append({"variant": label, "train_steps": steps, "sampler": sampler, "samples": n, **res,
                          "train_seconds": secs, "sample_seconds": time.perf_counter() - t0})
             print(json.dumps(rows[-1]), flush=True)
+            with open(args.rows, "a") as f:
+                f.write(json.dumps(rows[-1], default=float) + "\n")
 
-    for steps in stages:  # budget (and, at the last stage, sampler and number of samples)
+    for steps in stages if "base" in variants else []:  # budget (and, at the last stage, sampler and sample count)
         last = steps == stages[-1]
         run_variant("base-32x2", {}, steps,
                     samplers=(("ddim", 50), ("ddim-eta1", 50), ("ddim", 200)) if last else (("ddim", 50),))
     mid = stages[len(stages) // 2]
-    run_variant("paper-64x4", {"model.csdi_channels": 64, "model.csdi_layers": 4}, mid)
-    run_variant("standard-norm", {"data.normalise": "standard"}, mid)
+    if "standard-norm" in variants:
+        run_variant("standard-norm", {"data.normalise": "standard"}, mid)
+    if "paper-64x4" in variants:
+        run_variant("paper-64x4", {"model.csdi_channels": 64, "model.csdi_layers": 4}, mid)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows, "total_seconds": time.perf_counter() - t_all},
