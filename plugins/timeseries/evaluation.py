@@ -13,7 +13,7 @@ import torch
 from polydiff.errors import DataError
 
 from .covariates import CovariateSpec, covariate_cond
-from .generation_metrics import context_fid, correlational_score, discriminative_score, predictive_score
+from .generation_metrics import context_fid_runs, correlational_runs, discriminative_runs, predictive_runs
 from .metrics import point_errors, probabilistic_metrics
 from .tasks import forecast_mask, sample_windows
 
@@ -23,18 +23,40 @@ def to_unit(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return (x - lo) / np.where(hi > lo, hi - lo, 1.0)
 
 
+def ci95_half_width(values: np.ndarray) -> float:
+    """Half-width of the 95 % Student-t interval of the mean of ``values`` ``(R,)`` — the "±" of the Diffusion-TS tables
+    (its ``display_scores``: ``sem * t_{0.975, R-1}``); NaN for fewer than two values."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        return float("nan")
+    from scipy import stats
+
+    return float(stats.sem(v) * stats.t.ppf(0.975, v.size - 1))
+
+
 def generation_metrics(real: np.ndarray, fake: np.ndarray, *, gru_iters: int, fid_iters: int, runs: int, seed: int = 0) -> dict[str, float]:
-    """Discriminative, predictive, context-FID and correlational scores of ``fake`` vs ``real`` windows ``(N, L, C)``."""
+    """Discriminative, predictive, context-FID and correlational scores of ``fake`` vs ``real`` windows ``(N, L, C)``.
+
+    Each is the mean over ``runs`` scoring runs (seeds ``seed + r`` of the post-hoc networks / subsets); with two or more
+    runs, ``<name>/std`` (sample standard deviation) and ``<name>/ci95`` (the papers' "±", :func:`ci95_half_width`)
+    come with it.
+    """
     lo, hi = real.min(axis=(0, 1)), real.max(axis=(0, 1))
     r, f = to_unit(real, lo, hi), np.clip(to_unit(fake, lo, hi), -0.5, 1.5)
-    out = {
-        "discriminative": discriminative_score(r, f, iters=gru_iters, runs=runs, seed=seed),
-        "predictive": predictive_score(r, f, iters=gru_iters, runs=runs, seed=seed),
-        "predictive_real": predictive_score(r, r, iters=gru_iters, runs=runs, seed=seed),
-        "context_fid": context_fid(r, f, iters=fid_iters, runs=runs, seed=seed),
+    per_run = {
+        "discriminative": discriminative_runs(r, f, iters=gru_iters, runs=runs, seed=seed),
+        "predictive": predictive_runs(r, f, iters=gru_iters, runs=runs, seed=seed),
+        "predictive_real": predictive_runs(r, r, iters=gru_iters, runs=runs, seed=seed),
+        "context_fid": context_fid_runs(r, f, iters=fid_iters, runs=runs, seed=seed),
     }
     if real.shape[-1] > 1:
-        out["correlational"] = correlational_score(r, f, runs=max(runs, 1), seed=seed)
+        per_run["correlational"] = correlational_runs(r, f, runs=max(runs, 1), seed=seed)
+    out: dict[str, float] = {}
+    for k, v in per_run.items():
+        out[k] = float(v.mean())
+        if v.size > 1:
+            out[f"{k}/std"] = float(v.std(ddof=1))
+            out[f"{k}/ci95"] = ci95_half_width(v)
     return out
 
 

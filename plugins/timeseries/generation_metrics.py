@@ -36,8 +36,8 @@ def _t(a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=torch.float32)
 
 
-def discriminative_score(real: np.ndarray, fake: np.ndarray, *, iters: int = 2000, runs: int = 5, batch: int = 128, seed: int = 0) -> float:
-    """Mean over ``runs`` of ``|test accuracy - 0.5|`` of a post-hoc GRU real/fake classifier."""
+def discriminative_runs(real: np.ndarray, fake: np.ndarray, *, iters: int = 2000, runs: int = 5, batch: int = 128, seed: int = 0) -> np.ndarray:
+    """The ``runs`` values whose mean is :func:`discriminative_score` ``(runs,)``."""
     n = min(len(real), len(fake))
     scores = []
     for r in range(runs):
@@ -61,11 +61,16 @@ def discriminative_score(real: np.ndarray, fake: np.ndarray, *, iters: int = 200
         with torch.no_grad():
             acc = ((model.fc(model(x[te])[1]).squeeze(-1) > 0).float() == y[te]).float().mean()
         scores.append(abs(float(acc) - 0.5))
-    return float(np.mean(scores))
+    return np.asarray(scores, dtype=np.float64)
 
 
-def predictive_score(real: np.ndarray, fake: np.ndarray, *, iters: int = 5000, runs: int = 5, batch: int = 128, seed: int = 0) -> float:
-    """Train-on-synthetic, test-on-real one-step-ahead MAE of the last feature (mean over ``runs``)."""
+def discriminative_score(real: np.ndarray, fake: np.ndarray, *, iters: int = 2000, runs: int = 5, batch: int = 128, seed: int = 0) -> float:
+    """Mean over ``runs`` of ``|test accuracy - 0.5|`` of a post-hoc GRU real/fake classifier."""
+    return float(discriminative_runs(real, fake, iters=iters, runs=runs, batch=batch, seed=seed).mean())
+
+
+def predictive_runs(real: np.ndarray, fake: np.ndarray, *, iters: int = 5000, runs: int = 5, batch: int = 128, seed: int = 0) -> np.ndarray:
+    """The ``runs`` values whose mean is :func:`predictive_score` ``(runs,)``."""
     def split(a: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         x = _t(a)
         inp = x[:, :-1, :-1] if x.shape[-1] > 1 else x[:, :-1]
@@ -90,7 +95,12 @@ def predictive_score(real: np.ndarray, fake: np.ndarray, *, iters: int = 5000, r
         with torch.no_grad():
             pred = torch.sigmoid(model.fc(model(rx)[0]))
             scores.append(float((pred - ry).abs().mean()))
-    return float(np.mean(scores))
+    return np.asarray(scores, dtype=np.float64)
+
+
+def predictive_score(real: np.ndarray, fake: np.ndarray, *, iters: int = 5000, runs: int = 5, batch: int = 128, seed: int = 0) -> float:
+    """Train-on-synthetic, test-on-real one-step-ahead MAE of the last feature (mean over ``runs``)."""
+    return float(predictive_runs(real, fake, iters=iters, runs=runs, batch=batch, seed=seed).mean())
 
 
 class TSEncoder(nn.Module):
@@ -169,14 +179,19 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
 
 
-def context_fid(real: np.ndarray, fake: np.ndarray, *, iters: int = 500, runs: int = 5, seed: int = 0) -> float:
-    """Mean over ``runs`` of the FID between encodings of real and synthetic windows."""
+def context_fid_runs(real: np.ndarray, fake: np.ndarray, *, iters: int = 500, runs: int = 5, seed: int = 0) -> np.ndarray:
+    """The ``runs`` values whose mean is :func:`context_fid` ``(runs,)``."""
     vals = []
     for r in range(runs):
         enc = train_encoder(real, iters=iters, seed=seed + r)
         with torch.no_grad():
             vals.append(frechet_distance(enc.encode(_t(real)).numpy().astype(np.float64), enc.encode(_t(fake)).numpy().astype(np.float64)))
-    return float(np.mean(vals))
+    return np.asarray(vals, dtype=np.float64)
+
+
+def context_fid(real: np.ndarray, fake: np.ndarray, *, iters: int = 500, runs: int = 5, seed: int = 0) -> float:
+    """Mean over ``runs`` of the FID between encodings of real and synthetic windows."""
+    return float(context_fid_runs(real, fake, iters=iters, runs=runs, seed=seed).mean())
 
 
 def _cross_corr(x: np.ndarray) -> np.ndarray:
@@ -186,8 +201,8 @@ def _cross_corr(x: np.ndarray) -> np.ndarray:
     return flat.T @ flat / len(flat)
 
 
-def correlational_score(real: np.ndarray, fake: np.ndarray, *, runs: int = 5, seed: int = 0) -> float:
-    """``sum_{i>j} |corr_fake - corr_real| / 10`` on random subsets of size ``n / 5`` (mean over ``runs``)."""
+def correlational_runs(real: np.ndarray, fake: np.ndarray, *, runs: int = 5, seed: int = 0) -> np.ndarray:
+    """The ``runs`` values whose mean is :func:`correlational_score` ``(runs,)``."""
     rng = np.random.default_rng(seed)
     n = min(len(real), len(fake))
     k = max(n // 5, 2)
@@ -197,7 +212,13 @@ def correlational_score(real: np.ndarray, fake: np.ndarray, *, runs: int = 5, se
     for _ in range(runs):
         i, j = rng.choice(len(real), k, replace=False), rng.choice(len(fake), k, replace=False)
         vals.append(np.abs(_cross_corr(fake[j])[tril] - _cross_corr(real[i])[tril]).sum() / 10.0)
-    return float(np.mean(vals))
+    return np.asarray(vals, dtype=np.float64)
 
 
-__all__ = ["TSEncoder", "context_fid", "correlational_score", "discriminative_score", "frechet_distance", "predictive_score", "train_encoder"]
+def correlational_score(real: np.ndarray, fake: np.ndarray, *, runs: int = 5, seed: int = 0) -> float:
+    """``sum_{i>j} |corr_fake - corr_real| / 10`` on random subsets of size ``n / 5`` (mean over ``runs``)."""
+    return float(correlational_runs(real, fake, runs=runs, seed=seed).mean())
+
+
+__all__ = ["TSEncoder", "context_fid", "context_fid_runs", "correlational_runs", "correlational_score", "discriminative_runs",
+           "discriminative_score", "frechet_distance", "predictive_runs", "predictive_score", "train_encoder"]
