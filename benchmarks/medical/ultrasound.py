@@ -98,7 +98,7 @@ def main() -> None:
     import torch
 
     from polydiff.training import load_model
-    from polydiff_medical.recipes_us import HazePriorRecipe, USTissueRecipe, write_dehaze
+    from polydiff_medical.recipes_us import HazePriorRecipe, USTissueRecipe
 
     torch.manual_seed(args.seed)
     out = Path(args.out)
@@ -114,28 +114,37 @@ def main() -> None:
     h_cfg, h_run, h_secs = train_run(haze_rec, out / "run_haze", common + ["data.name=haze"])
     print(f"trained: tissue {t_secs:.0f} s, haze {h_secs:.0f} s", flush=True)
     model = load_model(tissue_rec, t_cfg, t_run)
-    rows_path = out / "rows.jsonl"
-    done = {json.loads(line)["solver"]: json.loads(line) for line in rows_path.read_text().splitlines()} if rows_path.exists() else {}
-    for solver in [s for s in args.solvers.split(",") if s]:
-        if solver in done:
-            continue
-        s = tissue_rec.dehaze_task(model, t_cfg, t_run, haze_run=str(h_run.path), num=args.test_frames, sampler="ddim", steps=args.steps,
-                                   seed=args.seed, solver=solver, gamma=args.gamma, noise=args.noise)
-        write_dehaze(s, out / f"dehaze_{solver}")
-        row = {"solver": solver, "steps": args.steps, "metrics": s.metrics, "nfe": s.nfe, "seconds": s.seconds}
-        with rows_path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        done[solver] = row
-        print(solver, {k: round(v, 3) for k, v in s.metrics.items() if k.endswith(("gcnr", "rmse_db"))}, flush=True)
+    done = solver_rows(out, "", args, tissue_rec, model, t_cfg, t_run, h_run)
     write_table(out, done, args, t_secs, h_secs)
     if args.pymust_test and args.simulator != "pymust":
         pymust_rows(out, args, tissue_rec, model, t_cfg, t_run, h_run)
 
 
+def solver_rows(out: Path, prefix: str, args, tissue_rec, model, t_cfg, t_run, h_run, **task_kw) -> dict:
+    """Dehaze with every solver of ``--solvers`` not yet in ``<out>/rows[_pymust].jsonl``, writing each one's outputs to
+    ``<out>/<prefix>dehaze_<solver>`` and appending its row as soon as it is measured; returns all rows by solver."""
+    from polydiff_medical.recipes_us import write_dehaze
+
+    rows_path = out / ("rows.jsonl" if not prefix else f"rows_{prefix.rstrip('_')}.jsonl")
+    done = {json.loads(line)["solver"]: json.loads(line) for line in rows_path.read_text().splitlines()} if rows_path.exists() else {}
+    for solver in [s for s in args.solvers.split(",") if s]:
+        if solver in done:
+            continue
+        s = tissue_rec.dehaze_task(model, t_cfg, t_run, haze_run=str(h_run.path), num=args.test_frames, sampler="ddim", steps=args.steps,
+                                   seed=args.seed, solver=solver, gamma=args.gamma, noise=args.noise, **task_kw)
+        write_dehaze(s, out / f"{prefix}dehaze_{solver}")
+        row = {"solver": solver, "steps": args.steps, "metrics": s.metrics, "nfe": s.nfe, "seconds": s.seconds}
+        with rows_path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        done[solver] = row
+        print(prefix + solver, {k: round(v, 3) for k, v in s.metrics.items() if k.endswith(("gcnr", "rmse_db"))}, flush=True)
+    return done
+
+
 def pymust_rows(out: Path, args, tissue_rec, model, t_cfg, t_run, h_run) -> None:
     """The same priors on held-out frames simulated by pymust instead (a simulator shift): the held-out echogenicity
     maps of both runs (same seeds), simulated with pymust once and cached in ``pymust_test.npz``."""
-    from polydiff_medical.recipes_us import HELD_OUT_SEED, HazePriorRecipe, write_dehaze
+    from polydiff_medical.recipes_us import HELD_OUT_SEED, HazePriorRecipe
     from polydiff_medical.ultrasound import simulate_iq
 
     cache = out / "pymust_test.npz"
@@ -152,18 +161,7 @@ def pymust_rows(out: Path, args, tissue_rec, model, t_cfg, t_run, h_run) -> None
         print(f"pymust held-out frames simulated in {time.perf_counter() - t0:.0f} s", flush=True)
     z = np.load(cache)
     frames = (z["tissue"], z["haze"])
-    rows_path = out / "rows_pymust.jsonl"
-    done = {json.loads(line)["solver"]: json.loads(line) for line in rows_path.read_text().splitlines()} if rows_path.exists() else {}
-    for solver in [s for s in args.solvers.split(",") if s]:
-        if solver in done:
-            continue
-        s = tissue_rec.dehaze_task(model, t_cfg, t_run, haze_run=str(h_run.path), num=args.test_frames, sampler="ddim", steps=args.steps,
-                                   seed=args.seed, solver=solver, gamma=args.gamma, noise=args.noise, truth_frames=frames)
-        write_dehaze(s, out / f"pymust_dehaze_{solver}")
-        row = {"solver": solver, "steps": args.steps, "metrics": s.metrics, "nfe": s.nfe, "seconds": s.seconds}
-        with rows_path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        done[solver] = row
+    done = solver_rows(out, "pymust_", args, tissue_rec, model, t_cfg, t_run, h_run, truth_frames=frames)
     write_table(out, done, args, float("nan"), float("nan"), name="results_pymust.md",
                 title="priors trained on speckle-model frames, evaluated on pymust-simulated held-out frames\n\n")
 
