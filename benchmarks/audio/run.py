@@ -28,6 +28,7 @@ Per method: PESQ-wb, ESTOI, SI-SDR (mean over the test mixtures, per SNR), NFE a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -145,9 +146,12 @@ def test_mixtures(test_clean, test_noise, seconds: float, sr: int = 16000) -> li
 
 # -- training and scoring ----------------------------------------------------------------------------------------
 def train_model(work: Path, budget: Budget, process: str, threads: int):
+    """Train ``work/run-PROCESS`` to ``budget.steps`` (resuming a shorter run as a new stage with its own warm-up and
+    cosine schedule; a run already at the budget is loaded, not retrained: its seconds are NaN)."""
     from polydiff import training
     from polydiff.config import resolve_config
     from polydiff.recipes import RunDir
+    from polydiff.training import latest_step
     from polydiff_audio.recipes import SGMSERecipe
 
     rec = SGMSERecipe()
@@ -155,13 +159,15 @@ def train_model(work: Path, budget: Budget, process: str, threads: int):
                  f"data.segment_frames={budget.frames}", f"model.process='{process}'", "model.size='tiny'",
                  f"model.ch={budget.ch}", f"model.ch_mult={list(budget.ch_mult)}", f"train.steps={budget.steps}",
                  f"train.batch_size={budget.batch}", "train.lr=5e-4", f"train.warmup_steps={min(50, budget.steps)}",
-                 "train.ema_decay=0.99", f"train.checkpoint_every={budget.steps}", "train.log_every=50",
+                 "train.ema_decay=0.99", f"train.checkpoint_every={min(budget.steps, 250)}", "train.log_every=50",
                  f"sample.steps={budget.pc_steps}"]
     cfg = resolve_config(rec, preset="tiny", overrides=overrides)
     run = RunDir(work / f"run-{process}")
+    done = latest_step(run.checkpoints) if run.checkpoints.is_dir() else 0
     t0 = time.perf_counter()
-    training.train(rec, cfg, run, progress=False)
-    seconds = time.perf_counter() - t0
+    if done < budget.steps:
+        training.train(rec, cfg, run, progress=False, resume=done > 0)
+    seconds = time.perf_counter() - t0 if done < budget.steps else float("nan")
     return rec, cfg, training.load_model(rec, cfg, run), seconds
 
 
@@ -235,6 +241,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--work", type=Path, default=None, help="scratch folder for the prepared WAVs and runs (default: OUT/work)")
     ap.add_argument("--no-sb", action="store_true", help="skip the Schrödinger-bridge model")
     ap.add_argument("--dnsmos", action="store_true", help="also DNSMOS SIG/BAK/OVRL (speechmos; a few seconds per clip)")
+    ap.add_argument("--train-steps", type=int, default=None,
+                    help="override the budget's training steps (a shorter run in --work is resumed as a new stage)")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the NFE sweep")
     ap.add_argument("--methods", default=",".join(METHODS),
                     help=f"comma-separated subset of {', '.join(METHODS)} (the noisy row is always scored)")
     args = ap.parse_args(argv)
@@ -250,6 +259,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     budget = BUDGETS[args.budget]
+    if args.train_steps is not None:
+        if args.train_steps < 1:
+            ap.error("--train-steps: expected a positive number of steps")
+        budget = dataclasses.replace(budget, steps=args.train_steps)
+    if args.no_sweep:
+        budget = dataclasses.replace(budget, sweep=())
     out = args.out or Path(__file__).resolve().parent / "results" / args.budget
     out.mkdir(parents=True, exist_ok=True)
     work = args.work or out / "work"
@@ -289,6 +304,9 @@ def main(argv: list[str] | None = None) -> dict:
         main_sampler, main_steps = ("pc", budget.pc_steps) if proc == "ouve" else ("ddim", budget.pc_steps)
         label = f"SGMSE+ {proc} ({main_sampler} {main_steps})"
         record(label, *score_method(mixtures, lambda y, s=main_sampler, k=main_steps: rec.enhance(model, cfg, y, sampler=s, steps=k, seed=0)))
+        results["checkpoint_step"] = {**results.get("checkpoint_step", {}), proc: budget.steps}
+        if not budget.sweep:
+            continue
         for steps in budget.sweep:
             rows, rtf = score_method(sweep_mix, lambda y, k=steps: rec.enhance(model, cfg, y, sampler="ddim", steps=k, seed=0))
             results["sweep"][f"{proc} ddim {steps}"] = {"nfe": rows[0]["nfe"], "rtf": rtf, "summary": summarise(rows)}

@@ -48,6 +48,7 @@ import torch
 
 from polydiff.recipes import RunDir
 from polydiff.training import latest_step, load_model, train
+from polydiff_timeseries.calibration import fit_interval_calibration
 from polydiff_timeseries.config import resolve
 from polydiff_timeseries.covariates import window_covariates
 from polydiff_timeseries.data import Series
@@ -231,6 +232,28 @@ def forecast_windows(b: dict, series: Series) -> dict:
     return {"starts": starts, "vals": vals, "obs": obs, "known": {"forecast": known_f, "impute": known_i}}
 
 
+def calibration_windows(b: dict, series: Series, w: dict, task: str) -> dict:
+    """Backtest windows for split-conformal calibration, interleaved with the test windows (shifted by half their
+    spacing) and blind to the test: every cell that is a test target of ``task`` is marked unobserved here, so it is
+    neither a calibration target nor a known value nor a lag source. Same keys as :func:`forecast_windows` plus
+    ``observed``, the ``(T, C)`` series mask the calibration's lag features may read."""
+    L, h = FC_WINDOW, FC_HORIZON
+    T = len(series.values)
+    test_targets = w["obs"] & ~w["known"][task].numpy()
+    observed = series.observed.copy()
+    for k, s0 in enumerate(w["starts"]):
+        observed[s0:s0 + L] &= ~test_targets[k]
+    shift = int(np.diff(w["starts"]).mean() // 2)
+    starts = np.array([s0 + shift for s0 in w["starts"] if s0 + shift + L <= T])
+    vals = np.stack([series.values[s0:s0 + L] for s0 in starts])
+    obs = np.stack([observed[s0:s0 + L] for s0 in starts])
+    if task == "forecast":
+        known = torch.from_numpy(obs) & forecast_mask(L, vals.shape[-1], h)[None]
+    else:
+        known = torch.from_numpy(obs & (np.random.default_rng(1).random(obs.shape) >= 0.5))
+    return {"starts": starts, "vals": vals, "obs": obs, "known": known, "observed": observed}
+
+
 def baseline_rows(b: dict, series: Series, w: dict, task: str) -> dict:
     """The non-diffusion rows of one task, through the same metric code."""
     L, h, period = FC_WINDOW, FC_HORIZON, dataset_of(b)["period"]
@@ -349,10 +372,29 @@ def long_history(b: dict, out: Path, models: tuple[str, ...], save) -> dict:
                                covariates=cov)
             label = (f"{name} + lags {', '.join(map(str, d['lags']))} + calendar" + (f" ({method})" if name == "diffusion-ts" else "")
                      if long else f"{name.split('-')[0]} (window only)")
-            res[task][label] = {**probabilistic_metrics(sc.inverse(r.x.double().numpy()), w["vals"], target),
-                                "seconds": time.perf_counter() - t0}
+            samples = sc.inverse(r.x.double().numpy())
+            res[task][label] = {**probabilistic_metrics(samples, w["vals"], target), "seconds": time.perf_counter() - t0}
             save(res)
             print(task, label, json.dumps({k: round(v, 4) for k, v in res[task][label].items()}), flush=True)
+            if b.get("calibrate"):
+                t0 = time.perf_counter()
+                cw = calibration_windows(b, series, w, task)
+                cy = torch.from_numpy(np.nan_to_num(sc.transform(cw["vals"]))).float()
+                ccov = window_covariates(spec, scaled, cw["observed"], cw["starts"], L, cw["known"], stamps=series.timestamps, y=cy)
+                cr = sample_windows(model, cy, cw["known"], num=b["fc_samples"], method=method, sampler="ddim", steps=50,
+                                    seed=1, covariates=ccov)
+                cal_samples, cal_target = sc.inverse(cr.x.double().numpy()), cw["obs"] & ~cw["known"].numpy()
+                secs = time.perf_counter() - t0
+                for floor, tag in (("median", "conformal 90 %"), (0.0, "conformal 90 %, no floor")):
+                    cal = fit_interval_calibration(cal_samples, cw["vals"], cal_target, level=0.9, floor=floor)
+                    fixed = cal.apply(samples, ~known.numpy())
+                    res[task][f"{label} + {tag}"] = {**probabilistic_metrics(fixed, w["vals"], target),
+                                                     "calibration": cal.to_dict(series.columns),
+                                                     "calibration_windows": len(cw["starts"]), "seconds": secs}
+                    save(res)
+                    print(task, label, tag, cal.describe(series.columns),
+                          json.dumps({k: round(v, 4) for k, v in res[task][f"{label} + {tag}"].items() if isinstance(v, float)}),
+                          flush=True)
     return res
 
 
@@ -379,6 +421,9 @@ def main() -> None:
                     help="forecasting/imputation data: vic_elec (half-hourly) or pedestrian (hourly, 4 sensors, real gaps)")
     ap.add_argument("--train-steps", type=int, default=None,
                     help="override the budget's training steps (an existing run's checkpoint at that step or later is scored)")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="long-history rows: also split-conformal 90 %% intervals fitted on backtest windows interleaved "
+                         "with the test windows (blind to every test target)")
     ap.add_argument("--nfe", default=None, help="comma-separated step counts for the speed sweep (default: the budget's)")
     args = ap.parse_args()
     name = "quick" if args.quick else (args.budget or "base")
@@ -393,6 +438,7 @@ def main() -> None:
         b["preset"], b["preset_override"] = args.preset, args.preset
     if args.train_steps:
         b["train_steps"] = args.train_steps
+    b["calibrate"] = bool(args.calibrate)
     work = Path(args.work) / name
     res: dict = {"budget": b, "command": " ".join(sys.argv), "torch": torch.__version__, "machine": platform.platform(),
                  "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"}
@@ -401,6 +447,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     suffix = (f"_{args.only}" if args.only else "") + ("" if args.dataset == "vic_elec" else f"_{args.dataset}")
     suffix += (f"_{args.preset}" if args.preset else "") + (f"_steps{args.train_steps}" if args.train_steps else "")
+    suffix += "_calibrated" if args.calibrate else ""
     path = out / f"timeseries_{name}_{args.device.split(':')[0]}{suffix}.json"
 
     def save_partial(part: dict) -> None:  # long runs: every scored row is on disk at once

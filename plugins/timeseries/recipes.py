@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -20,7 +21,9 @@ from polydiff.losses import sample_time
 from polydiff.recipes import DataBundle, Recipe, RunDir, SampleOption
 from polydiff.spaces import DenseSpace
 
+from .backtest import backtest_windows
 from .backbones import CSDINet, DiffusionTSNet, fourier_loss
+from .calibration import IntervalCalibration, fit_interval_calibration
 from .config import PRESETS, TSConfig
 from .covariates import CovariateSpec, calendar_features, covariate_cond, window_covariates
 from .data import Scaler, Series, WindowDataset, frame_to_series, guess_time_column, load_series, read_table, split_series
@@ -44,6 +47,10 @@ class TimeSeriesRecipe(Recipe):
         SampleOption("method", str, None, "replacement | reconstruction | reconstruction+replacement | dps | cg | csdi"),
         SampleOption("pad_context", bool, False, "forecast from an input shorter than window - horizon rows (the missing "
                      "earlier steps are sampled too)"),
+        SampleOption("calibrate_on", str, None, "forecast/impute: a held-out CSV/Parquet (for imputation it may be --input "
+                     "itself) whose backtest windows fit split-conformal spread factors, so the intervals cover their level"),
+        SampleOption("calibrate_windows", int, 16, "backtest windows taken from --calibrate-on"),
+        SampleOption("calibrate_level", float, 0.9, "the central interval --calibrate-on calibrates"),
     )
 
     # -- data ------------------------------------------------------------------------------------
@@ -210,7 +217,42 @@ class TimeSeriesRecipe(Recipe):
                                 spec=spec, **kw)
         else:
             out = self.impute(model, series, sc, L, num=num, method=method, spec=spec, **kw)
-        return check_divergence(out, sc, f"{task} (--method {method})")
+        out = check_divergence(out, sc, f"{task} (--method {method})")
+        if options.get("calibrate_on"):
+            hide = float(np.clip(1.0 - series.observed.mean(), 0.1, 0.9))
+            cal = self.calibrate(model, cfg, sc, options["calibrate_on"], task, num=num, method=method, horizon=h, hide=hide,
+                                 windows=int(options.get("calibrate_windows") or 16),
+                                 level=float(options.get("calibrate_level") or 0.9), **kw)
+            warnings.warn(f"--calibrate-on {options['calibrate_on']}: {cal.describe(sc.columns)}", UserWarning, stacklevel=2)
+            out = dataclasses.replace(out, samples=cal.apply(out.samples, ~out.observed), calibration=cal.to_dict(sc.columns))
+        return out
+
+    def calibrate(self, model: nn.Module, cfg: TSConfig, sc: Scaler, path: str | Path, task: str, *, num: int, method: str,
+                  horizon: int, hide: float, windows: int, level: float, **kw: Any) -> IntervalCalibration:
+        """Split-conformal factors from backtest windows of ``path`` (see :mod:`.backtest`, :mod:`.calibration`).
+
+        Raises:
+            UserInputError: the file is too short, lacks the columns or timestamps the model needs, or gives too few
+                cells for the level (each message names the file and what to change).
+        """
+        spec, L = self.covariate_spec(cfg), cfg.data.window
+        series = self.read_input(path, sc, time_column=cfg.data.time_column, time_gaps=cfg.data.time_gaps)
+        try:
+            bw = backtest_windows(series, L, task, windows=windows, horizon=horizon, history=spec.history, hide=hide,
+                                  seed=int(kw.get("seed", 0)) + 1)
+        except ValueError as e:
+            raise UserInputError(f"--calibrate-on {path}: {e}") from None
+        y = torch.from_numpy(np.nan_to_num(sc.transform(bw.values))).float()
+        idx = bw.starts[:, None] + np.arange(L)[None]
+        stamps = None if series.timestamps is None else series.timestamps[idx]
+        cov = self._input_covariates(spec, series, sc, bw.starts, L, bw.known, y, stamps, L + spec.history,
+                                     f"calibration (window {L})")
+        r = sample_windows(model, y, bw.known, num=num, method=method, covariates=cov, **{**kw, "seed": int(kw.get("seed", 0)) + 1})
+        try:
+            return fit_interval_calibration(sc.inverse(r.x.double().numpy()), bw.values, bw.target, level=level)
+        except ValueError as e:
+            raise UserInputError(f"--calibrate-on {path}: {e} (from {len(bw.starts)} backtest windows; give a longer file or "
+                                 "a larger --calibrate-windows)") from None
 
     @staticmethod
     def _horizon(cfg: TSConfig, options: Mapping[str, Any], L: int) -> int:

@@ -22,6 +22,7 @@ class TimeSeriesSamples:
         observed: ``(T, C)`` bool, the known entries (all false when generating).
         values: ``(T, C)`` the input values (``NaN`` where unknown) or ``None``.
         nfe: network evaluations used.
+        calibration: the split-conformal factors applied (``--calibrate-on``; written to ``<task>_calibration.json``) or ``None``.
     """
 
     task: str
@@ -31,6 +32,7 @@ class TimeSeriesSamples:
     observed: np.ndarray | None = None
     values: np.ndarray | None = None
     nfe: int = 0
+    calibration: dict | None = None
 
     def quantiles(self, qs: tuple[float, ...] = WRITE_QUANTILES) -> np.ndarray:
         """``(len(qs), T, C)`` sample quantiles."""
@@ -131,7 +133,13 @@ def write_all(s: TimeSeriesSamples, out_dir: Path, stem: str | None = None) -> l
     """CSV + NPZ + PNG into ``out_dir``; returns the paths."""
     out_dir = Path(out_dir)
     stem = stem or s.task
-    return [write_csv(s, out_dir / f"{stem}.csv"), write_npz(s, out_dir / f"{stem}.npz"), write_png(s, out_dir / f"{stem}.png")]
+    paths = [write_csv(s, out_dir / f"{stem}.csv"), write_npz(s, out_dir / f"{stem}.npz"), write_png(s, out_dir / f"{stem}.png")]
+    if s.calibration is not None:
+        import json
+
+        paths.append(out_dir / f"{stem}_calibration.json")
+        paths[-1].write_text(json.dumps(s.calibration, indent=1) + "\n")
+    return paths
 
 
 __all__ = ["PLOTTED_WINDOWS", "TimeSeriesSamples", "WRITE_QUANTILES", "plot_title", "write_all", "write_csv", "write_npz", "write_png"]

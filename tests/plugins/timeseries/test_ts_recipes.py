@@ -139,3 +139,53 @@ def test_incomplete_windows_setting_is_checked(user_csv, tmp_path):
     cfg = resolve("tiny", **{"data.path": str(user_csv)})
     with pytest.raises(ConfigError, match=r"data.incomplete_windows.*'auto', 'drop', 'keep', got 'fill'"):
         apply_overrides(cfg, ["data.incomplete_windows=fill"])  # a Literal field: the config layer checks it
+
+
+def test_calibrate_on_rescales_the_spread_about_an_unchanged_median(trained, user_csv, tmp_path):
+    """``--calibrate-on``: the same seeded draws, moved per cell by the fitted factors — medians, context and observed
+    cells unchanged, each 90 % interval scaled by ``s (w + f) / w`` — and the factors written next to the samples."""
+    from polydiff_timeseries.backtest import backtest_windows
+    from polydiff_timeseries.calibration import IntervalCalibration
+
+    rec, cfg, run, model = trained
+    base = {"task": "forecast", "input": str(user_csv), "horizon": 6}
+    plain = rec.sample(model, cfg, run, num=8, sampler="ddim", steps=4, seed=0, options=base)
+    with pytest.warns(UserWarning, match=r"--calibrate-on .*90% intervals calibrated per feature: load x"):
+        cal = rec.sample(model, cfg, run, num=8, sampler="ddim", steps=4, seed=0,
+                         options={**base, "calibrate_on": str(user_csv), "calibrate_windows": 8})
+    feats = cal.calibration["features"]
+    bw = backtest_windows(rec.read_input(user_csv, rec.scaler(cfg, run)), 24, "forecast", windows=8, horizon=6)
+    assert len(bw.starts) == 8 and [feats[k]["cells"] for k in ("load", "temp")] == bw.target.sum((0, 1)).tolist()
+    assert bw.target.sum() < 2 * 8 * 6  # a real gap in a backtest horizon is not scored
+    obs = plain.observed
+    np.testing.assert_array_equal(cal.samples[:, obs], plain.samples[:, obs])  # observed context exactly
+    assert (~obs[:18]).any()  # the context's gaps are sampled cells: they are calibrated like the horizon
+    np.testing.assert_allclose(np.median(cal.samples, 0), np.median(plain.samples, 0), rtol=1e-8)
+    c = IntervalCalibration(0.9, np.array([feats[k]["factor"] for k in ("load", "temp")]),
+                            np.array([feats[k]["floor"] for k in ("load", "temp")]), np.zeros(2, dtype=int), np.zeros(2))
+    np.testing.assert_allclose(cal.samples[:, ~obs], c.apply(plain.samples)[:, ~obs], rtol=1e-9, atol=1e-9)
+    files = rec.write_samples(cal, tmp_path, cfg, run)
+    assert (tmp_path / "forecast_calibration.json") in files
+
+
+def test_calibrate_on_for_imputation_keeps_observed_values(trained, user_csv):
+    rec, cfg, run, model = trained
+    with pytest.warns(UserWarning, match="calibrated per feature"):
+        s = rec.sample(model, cfg, run, num=5, sampler="ddim", steps=4, seed=1,
+                       options={"task": "impute", "input": str(user_csv), "calibrate_on": str(user_csv), "calibrate_windows": 4})
+    v = pd.read_csv(user_csv)[["load", "temp"]].to_numpy()
+    obs = np.isfinite(v)
+    assert np.array_equal(s.samples[:, obs], np.broadcast_to(v[obs], (5, int(obs.sum()))))
+    assert np.isfinite(s.samples).all() and s.calibration["level"] == 0.9
+
+
+def test_calibrate_on_bad_files_are_one_clear_line(trained, user_csv, tmp_path):
+    rec, cfg, run, model = trained
+    short = tmp_path / "short.csv"
+    pd.read_csv(user_csv).head(10).to_csv(short, index=False)
+    base = {"task": "forecast", "input": str(user_csv), "horizon": 6}
+    with pytest.raises(UserInputError, match=r"--calibrate-on .*short.csv: 10 rows; backtesting needs at least 24"):
+        rec.sample(model, cfg, run, num=2, sampler="ddim", steps=2, seed=0, options={**base, "calibrate_on": str(short)})
+    with pytest.raises(UserInputError, match=r"needs at least 9 .*larger --calibrate-windows"):
+        rec.sample(model, cfg, run, num=2, sampler="ddim", steps=2, seed=0,
+                   options={**base, "horizon": 1, "calibrate_on": str(user_csv), "calibrate_windows": 2})
