@@ -48,7 +48,7 @@ import torch
 
 from polydiff.recipes import RunDir
 from polydiff.training import latest_step, load_model, train
-from polydiff_timeseries.calibration import fit_interval_calibration
+from polydiff_timeseries.calibration import fit_interval_calibration, fit_predictive_calibration
 from polydiff_timeseries.config import resolve
 from polydiff_timeseries.covariates import window_covariates
 from polydiff_timeseries.data import Series
@@ -232,6 +232,12 @@ def forecast_windows(b: dict, series: Series) -> dict:
     return {"starts": starts, "vals": vals, "obs": obs, "known": {"forecast": known_f, "impute": known_i}}
 
 
+CALIBRATIONS = {  # label -> fit(samples, values, target): the benchmark's calibration rows
+    "conformal predictive (ECC)": lambda x, y, m: fit_predictive_calibration(x, y, m),
+    "conformal 90 % scaling": lambda x, y, m: fit_interval_calibration(x, y, m, level=0.9),
+}
+
+
 def calibration_windows(b: dict, series: Series, w: dict, task: str) -> dict:
     """Backtest windows for split-conformal calibration, interleaved with the test windows (shifted by half their
     spacing) and blind to the test: every cell that is a test target of ``task`` is marked unobserved here, so it is
@@ -368,12 +374,18 @@ def long_history(b: dict, out: Path, models: tuple[str, ...], save) -> dict:
             # lag sources: the history before each window (observed) and the window's known cells only
             cov = window_covariates(spec, scaled, series.observed, w["starts"], L, known, stamps=series.timestamps, y=y)
             t0 = time.perf_counter()
-            r = sample_windows(model, y, known, num=b["fc_samples"], method=method, sampler="ddim", steps=50, seed=0,
-                               covariates=cov)
+            cache = out / folder / f"samples-{task}-step{res['checkpoint_step'][name]}.npz"
+            if cache.is_file():  # the draws of this checkpoint (deterministic: seed 0), kept for the calibration rows
+                r_x, secs = torch.from_numpy(np.load(cache)["x"]), float(np.load(cache)["seconds"])
+            else:
+                r_x = sample_windows(model, y, known, num=b["fc_samples"], method=method, sampler="ddim", steps=50, seed=0,
+                                     covariates=cov).x
+                secs = time.perf_counter() - t0
+                np.savez_compressed(cache, x=r_x.numpy(), seconds=secs)
             label = (f"{name} + lags {', '.join(map(str, d['lags']))} + calendar" + (f" ({method})" if name == "diffusion-ts" else "")
                      if long else f"{name.split('-')[0]} (window only)")
-            samples = sc.inverse(r.x.double().numpy())
-            res[task][label] = {**probabilistic_metrics(samples, w["vals"], target), "seconds": time.perf_counter() - t0}
+            samples = sc.inverse(r_x.double().numpy())
+            res[task][label] = {**probabilistic_metrics(samples, w["vals"], target), "seconds": secs}
             save(res)
             print(task, label, json.dumps({k: round(v, 4) for k, v in res[task][label].items()}), flush=True)
             if b.get("calibrate"):
@@ -381,12 +393,17 @@ def long_history(b: dict, out: Path, models: tuple[str, ...], save) -> dict:
                 cw = calibration_windows(b, series, w, task)
                 cy = torch.from_numpy(np.nan_to_num(sc.transform(cw["vals"]))).float()
                 ccov = window_covariates(spec, scaled, cw["observed"], cw["starts"], L, cw["known"], stamps=series.timestamps, y=cy)
-                cr = sample_windows(model, cy, cw["known"], num=b["fc_samples"], method=method, sampler="ddim", steps=50,
-                                    seed=1, covariates=ccov)
-                cal_samples, cal_target = sc.inverse(cr.x.double().numpy()), cw["obs"] & ~cw["known"].numpy()
-                secs = time.perf_counter() - t0
-                for floor, tag in (("median", "conformal 90 %"), (0.0, "conformal 90 %, no floor")):
-                    cal = fit_interval_calibration(cal_samples, cw["vals"], cal_target, level=0.9, floor=floor)
+                ccache = out / folder / f"calibration-{task}-step{res['checkpoint_step'][name]}.npz"
+                if ccache.is_file():
+                    cr_x, secs = torch.from_numpy(np.load(ccache)["x"]), float(np.load(ccache)["seconds"])
+                else:
+                    cr_x = sample_windows(model, cy, cw["known"], num=b["fc_samples"], method=method, sampler="ddim",
+                                          steps=50, seed=1, covariates=ccov).x
+                    secs = time.perf_counter() - t0
+                    np.savez_compressed(ccache, x=cr_x.numpy(), seconds=secs)
+                cal_samples, cal_target = sc.inverse(cr_x.double().numpy()), cw["obs"] & ~cw["known"].numpy()
+                for tag, fit in CALIBRATIONS.items():
+                    cal = fit(cal_samples, cw["vals"], cal_target)
                     fixed = cal.apply(samples, ~known.numpy())
                     res[task][f"{label} + {tag}"] = {**probabilistic_metrics(fixed, w["vals"], target),
                                                      "calibration": cal.to_dict(series.columns),

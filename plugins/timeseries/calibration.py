@@ -19,6 +19,15 @@ The construction (per feature ``c``; ``N`` samples per cell; ``q_lo, q_hi`` the 
   with the calibration cells the interval covers with probability at least ``level`` (split conformal prediction,
   Vovk et al. 2005; Romano et al. 2019 for the normalised score) and at most ``level + 1 / (n + 1)`` without ties.
 
+Scaling keeps the model's shape of each cell's distribution, and only one level is calibrated: when the errors
+are heavier-tailed than the samples (the benchmark's case), the 90 % interval covers 90 % but the 50 % one covers
+too much and the CRPS can get worse. :class:`PredictiveCalibration` calibrates every level instead: a split-conformal
+*predictive distribution* (Vovk et al. 2017) of the normalised residual ``z = (y - m) / (w + f)``, so a cell's law
+becomes ``m + (w + f) Z`` with ``Z`` the calibration residuals' distribution (its median corrects a bias too),
+and the ``N`` new draws are that law's quantiles at ``(k + 1/2) / N`` handed out in the order of the model's own
+draws (ensemble copula coupling, Schefzik et al. 2013): each sample keeps its rank in every cell, so the
+dependence across time steps and features that the model drew is kept while each marginal is recalibrated.
+
 Cells inside one window are correlated, so the guarantee is over windows (exchangeable backtest windows), not
 cells. Arrays: ``samples (N, ..., C)``, ``target`` and ``mask`` ``(..., C)`` (``mask`` true on the cells to
 calibrate on, or to change).
@@ -83,9 +92,132 @@ class IntervalCalibration:
 
     def to_dict(self, columns: tuple[str, ...] | list[str]) -> dict:
         """JSON-ready ``{"level", "features": {name: {"factor", "floor", "cells", "coverage_before"}}}``."""
-        return {"level": self.level, "features": {
+        return {"method": "scale", "level": self.level, "features": {
             str(c): {"factor": float(s), "floor": float(f), "cells": int(n), "coverage_before": float(cb)}
             for c, s, f, n, cb in zip(columns, self.factor, self.floor, self.cells, self.coverage_before)}}
+
+
+PREDICTIVE_GRID = 200
+"""Quantiles kept of the calibration residuals (levels ``(k + 1/2) / 200``)."""
+
+
+@dataclass(frozen=True)
+class PredictiveCalibration:
+    """Per-feature conformal predictive distributions of normalised residuals, fitted by :func:`fit_predictive_calibration`.
+
+    Attributes:
+        floor: ``(C,)`` the half-width floor ``f`` (data units). level: the interval whose half-width ``w`` normalises.
+        residual_quantiles: ``(C, PREDICTIVE_GRID)`` quantiles of ``z = (y - m) / (w + f)`` at ``(k + 1/2) / G``.
+        cells: ``(C,)`` calibration cells per feature. coverage_before: ``(C,)`` the raw 90 % interval's coverage there.
+    """
+
+    level: float
+    floor: np.ndarray
+    residual_quantiles: np.ndarray
+    cells: np.ndarray
+    coverage_before: np.ndarray
+
+    def quantile(self, p: np.ndarray) -> np.ndarray:
+        """The residual law's quantile function at levels ``p (..., C)`` (linear between grid points, flat beyond)."""
+        G = self.residual_quantiles.shape[1]
+        grid = (np.arange(G) + 0.5) / G
+        out = np.empty(p.shape)
+        for j in range(p.shape[-1]):
+            out[..., j] = np.interp(p[..., j], grid, self.residual_quantiles[j])
+        return out
+
+    def apply(self, samples: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Recalibrated draws ``m + (w + f) Q_Z((rank + 1/2) / N)``, each draw keeping its rank in every cell where
+        ``mask`` is true (all cells without a mask); the other cells are returned unchanged. ``samples (N, ..., C)``."""
+        x = np.asarray(samples, dtype=np.float64)
+        if x.shape[-1] != len(self.floor):
+            raise ValueError(f"samples have {x.shape[-1]} features; this calibration was fitted on {len(self.floor)}")
+        n = x.shape[0]
+        med, lo, hi = _interval(x, self.level)
+        rank = np.argsort(np.argsort(x, axis=0, kind="stable"), axis=0, kind="stable")
+        z = self.quantile((rank + 0.5) / n)
+        out = med + ((hi - lo) / 2 + self.floor) * z
+        return out if mask is None else np.where(np.asarray(mask, dtype=bool), out, x)
+
+    def describe(self, columns: tuple[str, ...] | list[str]) -> str:
+        """One line: per feature, the 90 % interval's half-width on a typical cell (raw half-width ``w`` = the floor
+        ``f``, the calibration cells' median) before and after, in the data's units, and the raw coverage."""
+        C = len(self.floor)
+        lo, hi = self.quantile(np.full((1, C), 0.05))[0], self.quantile(np.full((1, C), 0.95))[0]
+        wide = (hi - lo) / 2 * 2 * self.floor  # (w + f) (Q_95 - Q_05) / 2 at w = f
+        parts = [f"{c} {f:.4g} -> {a:.4g} (covered {cb:.0%})" if n else f"{c} (no calibration cells)"
+                 for c, f, a, cb, n in zip(columns, self.floor, wide, self.coverage_before, self.cells)]
+        return "predictive distributions calibrated per feature; typical 90% half-width: " + ", ".join(parts)
+
+    def to_dict(self, columns: tuple[str, ...] | list[str]) -> dict:
+        """JSON-ready ``{"level", "features": {name: {"floor", "cells", "coverage_before", "residual_quantiles"}}}``."""
+        return {"method": "predictive", "level": self.level, "features": {
+            str(c): {"floor": float(f), "cells": int(n), "coverage_before": float(cb), "residual_quantiles": q.tolist()}
+            for c, f, n, cb, q in zip(columns, self.floor, self.cells, self.coverage_before, self.residual_quantiles)}}
+
+
+def _check_fit(samples: np.ndarray, target: np.ndarray, mask: np.ndarray, level: float) -> tuple[np.ndarray, ...]:
+    samples = np.asarray(samples, dtype=np.float64)
+    target, mask = np.asarray(target, dtype=np.float64), np.asarray(mask, dtype=bool)
+    if samples.ndim < 2 or samples.shape[1:] != target.shape or target.shape != mask.shape:
+        raise ValueError(f"samples {samples.shape} must be (N, *target.shape) and mask {mask.shape} match target {target.shape}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level {level}: expected a number in (0, 1)")
+    return samples, target, mask
+
+
+def _name(names: tuple[str, ...] | list[str] | None, j: int) -> str:
+    return repr(str(names[j])) if names is not None else str(j)
+
+
+def _floor(w2: np.ndarray, m2: np.ndarray, floor: str | float) -> np.ndarray:
+    C = w2.shape[1]
+    if floor == "median":
+        return np.array([float(np.median(w2[m2[:, j], j])) if m2[:, j].any() else 0.0 for j in range(C)])
+    if float(floor) < 0:
+        raise ValueError(f"floor {floor}: expected 'median' or a number >= 0")
+    return np.full(C, float(floor))
+
+
+def fit_predictive_calibration(samples: np.ndarray, target: np.ndarray, mask: np.ndarray, level: float = 0.9,
+                               floor: str | float = "median", min_cells: int = 20,
+                               names: tuple[str, ...] | list[str] | None = None) -> PredictiveCalibration:
+    """Fit :class:`PredictiveCalibration` on calibration cells (arguments as :func:`fit_interval_calibration`;
+    ``level`` only sets the interval whose half-width normalises the residuals; ``names`` label features in errors).
+
+    The residual quantiles use the conformal ranks: level ``p`` is the ``ceil((n + 1) p)``-th smallest of the ``n``
+    residuals (clipped to the sample), so on exchangeable cells every central interval covers at least its level
+    up to the ``1 / (n + 1)`` rounding.
+
+    Raises:
+        ValueError: bad shapes or level, or a feature with fewer than ``min_cells`` calibration cells.
+    """
+    samples, target, mask = _check_fit(samples, target, mask, level)
+    C = target.shape[-1]
+    med, lo, hi = _interval(samples, level)
+    flat = lambda a: a.reshape(-1, C)  # noqa: E731 - cells x features
+    w2, m2 = flat((hi - lo) / 2), flat(mask)
+    f = _floor(w2, m2, floor)
+    y2, med2, lo90, hi90 = flat(np.nan_to_num(target)), flat(med), *[flat(q) for q in _interval(samples, 0.9)[1:]]
+    G = PREDICTIVE_GRID
+    grid = (np.arange(G) + 0.5) / G
+    rq, cells, before = np.zeros((C, G)), np.zeros(C, dtype=int), np.full(C, np.nan)
+    for j in range(C):
+        sel = m2[:, j]
+        n = int(sel.sum())
+        cells[j] = n
+        if n == 0:
+            continue
+        if n < min_cells:
+            raise ValueError(f"feature {_name(names, j)}: {n} calibration cells; a predictive calibration needs at least "
+                             f"{min_cells}")
+        z = np.sort((y2[sel, j] - med2[sel, j]) / np.maximum(w2[sel, j] + f[j], _TINY))
+        k = np.clip(np.ceil((n + 1) * grid).astype(int), 1, n)  # conformal ranks (1-based)
+        below = grid < 0.5  # the lower tail takes the mirror rank, so the band is symmetric in rank
+        k[below] = np.clip(np.floor((n + 1) * grid[below]).astype(int), 1, n)
+        rq[j] = z[k - 1]
+        before[j] = float(((y2[sel, j] >= lo90[sel, j]) & (y2[sel, j] <= hi90[sel, j])).mean())
+    return PredictiveCalibration(float(level), f, rq, cells, before)
 
 
 def conformal_scores(samples: np.ndarray, target: np.ndarray, floor: np.ndarray | float, level: float) -> np.ndarray:
@@ -101,7 +233,7 @@ def conformal_scores(samples: np.ndarray, target: np.ndarray, floor: np.ndarray 
 
 
 def fit_interval_calibration(samples: np.ndarray, target: np.ndarray, mask: np.ndarray, level: float = 0.9,
-                             floor: str | float = "median") -> IntervalCalibration:
+                             floor: str | float = "median", names: tuple[str, ...] | list[str] | None = None) -> IntervalCalibration:
     """Fit the per-feature factors on calibration cells.
 
     Args:
@@ -114,25 +246,15 @@ def fit_interval_calibration(samples: np.ndarray, target: np.ndarray, mask: np.n
 
     Raises:
         ValueError: bad shapes or level, or a feature with too few cells for a finite conformal quantile
-            (``n >= level / (1 - level)`` cells are needed: 9 for 90 %).
+            (``n >= level / (1 - level)`` cells are needed: 9 for 90 %); ``names`` label features in errors.
     """
-    samples = np.asarray(samples, dtype=np.float64)
-    target, mask = np.asarray(target, dtype=np.float64), np.asarray(mask, dtype=bool)
-    if samples.ndim < 2 or samples.shape[1:] != target.shape or target.shape != mask.shape:
-        raise ValueError(f"samples {samples.shape} must be (N, *target.shape) and mask {mask.shape} match target {target.shape}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level {level}: expected a number in (0, 1)")
+    samples, target, mask = _check_fit(samples, target, mask, level)
     C = target.shape[-1]
     med, lo, hi = _interval(samples, level)
     w = (hi - lo) / 2
     flat = lambda a: a.reshape(-1, C)  # noqa: E731 - cells x features
     w2, m2 = flat(w), flat(mask)
-    if floor == "median":
-        f = np.array([float(np.median(w2[m2[:, j], j])) if m2[:, j].any() else 0.0 for j in range(C)])
-    else:
-        if float(floor) < 0:
-            raise ValueError(f"floor {floor}: expected 'median' or a number >= 0")
-        f = np.full(C, float(floor))
+    f = _floor(w2, m2, floor)
     r2 = flat(conformal_scores(samples, target, f, level))
     y2, lo2, hi2 = flat(np.nan_to_num(target)), flat(lo), flat(hi)
     factor, cells, before = np.ones(C), np.zeros(C, dtype=int), np.full(C, np.nan)
@@ -144,14 +266,16 @@ def fit_interval_calibration(samples: np.ndarray, target: np.ndarray, mask: np.n
         if n == 0:
             continue
         if n < need:
-            raise ValueError(f"feature {j}: {n} calibration cells; a {level:.0%} conformal interval needs at least {need}")
+            raise ValueError(f"feature {_name(names, j)}: {n} calibration cells; a {level:.0%} conformal interval needs at "
+                             f"least {need}")
         k = min(n, math.ceil((n + 1) * level))
         factor[j] = float(np.sort(r2[sel, j])[k - 1])
         if not np.isfinite(factor[j]):
-            raise ValueError(f"feature {j}: over {1 - level:.0%} of its calibration cells have all central samples equal "
+            raise ValueError(f"feature {_name(names, j)}: over {1 - level:.0%} of its calibration cells have all central samples equal "
                              "and miss the target; scaling about the median cannot widen them")
         before[j] = float(((y2[sel, j] >= lo2[sel, j]) & (y2[sel, j] <= hi2[sel, j])).mean())
     return IntervalCalibration(float(level), factor, f, cells, before)
 
 
-__all__ = ["IntervalCalibration", "conformal_scores", "fit_interval_calibration"]
+__all__ = ["IntervalCalibration", "PREDICTIVE_GRID", "PredictiveCalibration", "conformal_scores", "fit_interval_calibration",
+           "fit_predictive_calibration"]

@@ -23,7 +23,7 @@ from polydiff.spaces import DenseSpace
 
 from .backtest import backtest_windows
 from .backbones import CSDINet, DiffusionTSNet, fourier_loss
-from .calibration import IntervalCalibration, fit_interval_calibration
+from .calibration import IntervalCalibration, PredictiveCalibration, fit_interval_calibration, fit_predictive_calibration
 from .config import PRESETS, TSConfig
 from .covariates import CovariateSpec, calendar_features, covariate_cond, window_covariates
 from .data import Scaler, Series, WindowDataset, frame_to_series, guess_time_column, load_series, read_table, split_series
@@ -50,7 +50,10 @@ class TimeSeriesRecipe(Recipe):
         SampleOption("calibrate_on", str, None, "forecast/impute: a held-out CSV/Parquet (for imputation it may be --input "
                      "itself) whose backtest windows fit split-conformal spread factors, so the intervals cover their level"),
         SampleOption("calibrate_windows", int, 16, "backtest windows taken from --calibrate-on"),
-        SampleOption("calibrate_level", float, 0.9, "the central interval --calibrate-on calibrates"),
+        SampleOption("calibrate_method", str, "predictive", "--calibrate-on's method: predictive (a conformal predictive "
+                     "distribution per feature, every level, draws keep their ranks) or scale (one level's spread factor)"),
+        SampleOption("calibrate_level", float, 0.9, "scale: the central interval calibrated; predictive: the interval "
+                     "whose half-width normalises the residuals"),
     )
 
     # -- data ------------------------------------------------------------------------------------
@@ -222,19 +225,27 @@ class TimeSeriesRecipe(Recipe):
             hide = float(np.clip(1.0 - series.observed.mean(), 0.1, 0.9))
             cal = self.calibrate(model, cfg, sc, options["calibrate_on"], task, num=num, method=method, horizon=h, hide=hide,
                                  windows=int(options.get("calibrate_windows") or 16),
-                                 level=float(options.get("calibrate_level") or 0.9), **kw)
+                                 level=float(options.get("calibrate_level") or 0.9),
+                                 how=str(options.get("calibrate_method") or "predictive"), **kw)
             warnings.warn(f"--calibrate-on {options['calibrate_on']}: {cal.describe(sc.columns)}", UserWarning, stacklevel=2)
             out = dataclasses.replace(out, samples=cal.apply(out.samples, ~out.observed), calibration=cal.to_dict(sc.columns))
         return out
 
     def calibrate(self, model: nn.Module, cfg: TSConfig, sc: Scaler, path: str | Path, task: str, *, num: int, method: str,
-                  horizon: int, hide: float, windows: int, level: float, **kw: Any) -> IntervalCalibration:
-        """Split-conformal factors from backtest windows of ``path`` (see :mod:`.backtest`, :mod:`.calibration`).
+                  horizon: int, hide: float, windows: int, level: float, how: str = "predictive",
+                  **kw: Any) -> IntervalCalibration | PredictiveCalibration:
+        """Split-conformal calibration (``how``: ``predictive`` or ``scale``) from backtest windows of ``path`` (see
+        :mod:`.backtest`, :mod:`.calibration`).
 
         Raises:
             UserInputError: the file is too short, lacks the columns or timestamps the model needs, or gives too few
                 cells for the level (each message names the file and what to change).
         """
+        fits = {"predictive": fit_predictive_calibration, "scale": fit_interval_calibration}
+        if how not in fits:
+            raise UserInputError(f"--calibrate-method {how!r}: expected predictive or scale")
+        if not 0.0 < level < 1.0:
+            raise UserInputError(f"--calibrate-level {level}: expected a number between 0 and 1")
         spec, L = self.covariate_spec(cfg), cfg.data.window
         series = self.read_input(path, sc, time_column=cfg.data.time_column, time_gaps=cfg.data.time_gaps)
         try:
@@ -249,7 +260,7 @@ class TimeSeriesRecipe(Recipe):
                                      f"calibration (window {L})")
         r = sample_windows(model, y, bw.known, num=num, method=method, covariates=cov, **{**kw, "seed": int(kw.get("seed", 0)) + 1})
         try:
-            return fit_interval_calibration(sc.inverse(r.x.double().numpy()), bw.values, bw.target, level=level)
+            return fits[how](sc.inverse(r.x.double().numpy()), bw.values, bw.target, level=level, names=sc.columns)
         except ValueError as e:
             raise UserInputError(f"--calibrate-on {path}: {e} (from {len(bw.starts)} backtest windows; give a longer file or "
                                  "a larger --calibrate-windows)") from None

@@ -152,7 +152,7 @@ def test_calibrate_on_rescales_the_spread_about_an_unchanged_median(trained, use
     plain = rec.sample(model, cfg, run, num=8, sampler="ddim", steps=4, seed=0, options=base)
     with pytest.warns(UserWarning, match=r"--calibrate-on .*90% intervals calibrated per feature: load x"):
         cal = rec.sample(model, cfg, run, num=8, sampler="ddim", steps=4, seed=0,
-                         options={**base, "calibrate_on": str(user_csv), "calibrate_windows": 8})
+                         options={**base, "calibrate_on": str(user_csv), "calibrate_windows": 8, "calibrate_method": "scale"})
     feats = cal.calibration["features"]
     bw = backtest_windows(rec.read_input(user_csv, rec.scaler(cfg, run)), 24, "forecast", windows=8, horizon=6)
     assert len(bw.starts) == 8 and [feats[k]["cells"] for k in ("load", "temp")] == bw.target.sum((0, 1)).tolist()
@@ -168,15 +168,19 @@ def test_calibrate_on_rescales_the_spread_about_an_unchanged_median(trained, use
     assert (tmp_path / "forecast_calibration.json") in files
 
 
-def test_calibrate_on_for_imputation_keeps_observed_values(trained, user_csv):
+def test_calibrate_on_for_imputation_keeps_observed_values_and_draw_ranks(trained, user_csv):
+    """The default (predictive) calibration: observed cells exactly, every missing cell's draws in the same order."""
     rec, cfg, run, model = trained
-    with pytest.warns(UserWarning, match="calibrated per feature"):
+    opts = {"task": "impute", "input": str(user_csv)}
+    plain = rec.sample(model, cfg, run, num=5, sampler="ddim", steps=4, seed=1, options=opts)
+    with pytest.warns(UserWarning, match="predictive distributions calibrated per feature"):
         s = rec.sample(model, cfg, run, num=5, sampler="ddim", steps=4, seed=1,
-                       options={"task": "impute", "input": str(user_csv), "calibrate_on": str(user_csv), "calibrate_windows": 4})
+                       options={**opts, "calibrate_on": str(user_csv), "calibrate_windows": 16})
     v = pd.read_csv(user_csv)[["load", "temp"]].to_numpy()
     obs = np.isfinite(v)
     assert np.array_equal(s.samples[:, obs], np.broadcast_to(v[obs], (5, int(obs.sum()))))
-    assert np.isfinite(s.samples).all() and s.calibration["level"] == 0.9
+    assert np.isfinite(s.samples).all() and s.calibration["method"] == "predictive"
+    np.testing.assert_array_equal(np.argsort(s.samples[:, ~obs], 0, kind="stable"), np.argsort(plain.samples[:, ~obs], 0, kind="stable"))
 
 
 def test_calibrate_on_bad_files_are_one_clear_line(trained, user_csv, tmp_path):
@@ -188,4 +192,10 @@ def test_calibrate_on_bad_files_are_one_clear_line(trained, user_csv, tmp_path):
         rec.sample(model, cfg, run, num=2, sampler="ddim", steps=2, seed=0, options={**base, "calibrate_on": str(short)})
     with pytest.raises(UserInputError, match=r"needs at least 9 .*larger --calibrate-windows"):
         rec.sample(model, cfg, run, num=2, sampler="ddim", steps=2, seed=0,
+                   options={**base, "horizon": 1, "calibrate_on": str(user_csv), "calibrate_windows": 2, "calibrate_method": "scale"})
+    with pytest.raises(UserInputError, match=r"feature 'load': 2 calibration cells; .*needs at least 20 .*larger --calibrate-windows"):
+        rec.sample(model, cfg, run, num=2, sampler="ddim", steps=2, seed=0,
                    options={**base, "horizon": 1, "calibrate_on": str(user_csv), "calibrate_windows": 2})
+    with pytest.raises(UserInputError, match="--calibrate-method 'isotonic': expected predictive or scale"):
+        rec.sample(model, cfg, run, num=2, sampler="ddim", steps=2, seed=0,
+                   options={**base, "calibrate_on": str(user_csv), "calibrate_method": "isotonic"})
