@@ -244,6 +244,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--train-steps", type=int, default=None,
                     help="override the budget's training steps (a shorter run in --work is resumed as a new stage)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the NFE sweep")
+    ap.add_argument("--full-table-steps", default="",
+                    help="comma-separated ddim step counts also scored on every test mixture (e.g. 1: the one-step path)")
     ap.add_argument("--methods", default=",".join(METHODS),
                     help=f"comma-separated subset of {', '.join(METHODS)} (the noisy row is always scored)")
     args = ap.parse_args(argv)
@@ -304,6 +306,9 @@ def main(argv: list[str] | None = None) -> dict:
         main_sampler, main_steps = ("pc", budget.pc_steps) if proc == "ouve" else ("ddim", budget.pc_steps)
         label = f"SGMSE+ {proc} ({main_sampler} {main_steps})"
         record(label, *score_method(mixtures, lambda y, s=main_sampler, k=main_steps: rec.enhance(model, cfg, y, sampler=s, steps=k, seed=0)))
+        for k in [int(v) for v in args.full_table_steps.split(",") if v.strip()]:
+            record(f"SGMSE+ {proc} (ddim {k})",
+                   *score_method(mixtures, lambda y, k=k: rec.enhance(model, cfg, y, sampler="ddim", steps=k, seed=0)))
         results["checkpoint_step"] = {**results.get("checkpoint_step", {}), proc: budget.steps}
         if not budget.sweep:
             continue

@@ -170,6 +170,19 @@ def _name(names: tuple[str, ...] | list[str] | None, j: int) -> str:
     return repr(str(names[j])) if names is not None else str(j)
 
 
+def _cell_counts(m2: np.ndarray, minimum: int, what: str, names: tuple[str, ...] | list[str] | None) -> np.ndarray:
+    """Calibration cells per feature of the ``(cells, C)`` mask; a feature with some but fewer than ``minimum`` is refused."""
+    cells = m2.sum(0).astype(int)
+    for j, n in enumerate(cells):
+        if 0 < n < minimum:
+            raise ValueError(f"feature {_name(names, j)}: {n} calibration cells; {what} needs at least {minimum}")
+    return cells
+
+
+def _covered(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    return float(((y >= lo) & (y <= hi)).mean())
+
+
 def _floor(w2: np.ndarray, m2: np.ndarray, floor: str | float) -> np.ndarray:
     C = w2.shape[1]
     if floor == "median":
@@ -201,22 +214,16 @@ def fit_predictive_calibration(samples: np.ndarray, target: np.ndarray, mask: np
     y2, med2, lo90, hi90 = flat(np.nan_to_num(target)), flat(med), *[flat(q) for q in _interval(samples, 0.9)[1:]]
     G = PREDICTIVE_GRID
     grid = (np.arange(G) + 0.5) / G
-    rq, cells, before = np.zeros((C, G)), np.zeros(C, dtype=int), np.full(C, np.nan)
-    for j in range(C):
-        sel = m2[:, j]
-        n = int(sel.sum())
-        cells[j] = n
-        if n == 0:
-            continue
-        if n < min_cells:
-            raise ValueError(f"feature {_name(names, j)}: {n} calibration cells; a predictive calibration needs at least "
-                             f"{min_cells}")
+    rq, before = np.zeros((C, G)), np.full(C, np.nan)
+    cells = _cell_counts(m2, min_cells, "a predictive calibration", names)
+    for j in np.flatnonzero(cells):
+        sel, n = m2[:, j], cells[j]
         z = np.sort((y2[sel, j] - med2[sel, j]) / np.maximum(w2[sel, j] + f[j], _TINY))
         k = np.clip(np.ceil((n + 1) * grid).astype(int), 1, n)  # conformal ranks (1-based)
         below = grid < 0.5  # the lower tail takes the mirror rank, so the band is symmetric in rank
         k[below] = np.clip(np.floor((n + 1) * grid[below]).astype(int), 1, n)
         rq[j] = z[k - 1]
-        before[j] = float(((y2[sel, j] >= lo90[sel, j]) & (y2[sel, j] <= hi90[sel, j])).mean())
+        before[j] = _covered(y2[sel, j], lo90[sel, j], hi90[sel, j])
     return PredictiveCalibration(float(level), f, rq, cells, before)
 
 
@@ -257,23 +264,16 @@ def fit_interval_calibration(samples: np.ndarray, target: np.ndarray, mask: np.n
     f = _floor(w2, m2, floor)
     r2 = flat(conformal_scores(samples, target, f, level))
     y2, lo2, hi2 = flat(np.nan_to_num(target)), flat(lo), flat(hi)
-    factor, cells, before = np.ones(C), np.zeros(C, dtype=int), np.full(C, np.nan)
-    need = math.ceil(level / (1 - level) - 1e-9)
-    for j in range(C):
-        sel = m2[:, j]
-        n = int(sel.sum())
-        cells[j] = n
-        if n == 0:
-            continue
-        if n < need:
-            raise ValueError(f"feature {_name(names, j)}: {n} calibration cells; a {level:.0%} conformal interval needs at "
-                             f"least {need}")
+    factor, before = np.ones(C), np.full(C, np.nan)
+    cells = _cell_counts(m2, math.ceil(level / (1 - level) - 1e-9), f"a {level:.0%} conformal interval", names)
+    for j in np.flatnonzero(cells):
+        sel, n = m2[:, j], cells[j]
         k = min(n, math.ceil((n + 1) * level))
         factor[j] = float(np.sort(r2[sel, j])[k - 1])
         if not np.isfinite(factor[j]):
             raise ValueError(f"feature {_name(names, j)}: over {1 - level:.0%} of its calibration cells have all central samples equal "
                              "and miss the target; scaling about the median cannot widen them")
-        before[j] = float(((y2[sel, j] >= lo2[sel, j]) & (y2[sel, j] <= hi2[sel, j])).mean())
+        before[j] = _covered(y2[sel, j], lo2[sel, j], hi2[sel, j])
     return IntervalCalibration(float(level), factor, f, cells, before)
 
 
