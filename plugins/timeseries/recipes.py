@@ -197,6 +197,9 @@ class TimeSeriesRecipe(Recipe):
         model.eval()
         if task not in ("generate", "forecast", "impute"):
             raise UserInputError(f"--task {task!r}: expected generate, forecast or impute")
+        if task == "generate" and options.get("calibrate_on"):
+            raise UserInputError("--calibrate-on calibrates forecasts and imputations against held-out values; "
+                                 "generated windows have none (use --task forecast or impute)")
         spec = self.covariate_spec(cfg)
         if task == "generate":
             if spec.active:  # one window per sample, each with the covariates of a random training window

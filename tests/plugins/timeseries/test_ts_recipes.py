@@ -196,6 +196,8 @@ def test_calibrate_on_bad_files_are_one_clear_line(trained, user_csv, tmp_path):
     with pytest.raises(UserInputError, match=r"feature 'load': 2 calibration cells; .*needs at least 20 .*larger --calibrate-windows"):
         rec.sample(model, cfg, run, num=2, sampler="ddim", steps=2, seed=0,
                    options={**base, "horizon": 1, "calibrate_on": str(user_csv), "calibrate_windows": 2})
+    with pytest.raises(UserInputError, match="--calibrate-on calibrates forecasts and imputations"):
+        rec.sample(model, cfg, run, num=2, sampler="ddim", steps=2, seed=0, options={"task": "generate", "calibrate_on": str(user_csv)})
     with pytest.raises(UserInputError, match="--calibrate-method 'isotonic': expected predictive or scale"):
         rec.sample(model, cfg, run, num=2, sampler="ddim", steps=2, seed=0,
                    options={**base, "calibrate_on": str(user_csv), "calibrate_method": "isotonic"})
