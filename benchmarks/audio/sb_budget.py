@@ -21,7 +21,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 
 TIMES = (0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 
