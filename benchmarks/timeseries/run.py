@@ -232,6 +232,8 @@ def forecast_windows(b: dict, series: Series) -> dict:
     return {"starts": starts, "vals": vals, "obs": obs, "known": {"forecast": known_f, "impute": known_i}}
 
 
+CALIBRATION_WINDOWS_PER_TEST = 4  # 16 test windows -> 64 backtest windows (16 were too few: per-window errors dominate)
+
 CALIBRATIONS = {  # label -> fit(samples, values, target): the benchmark's calibration rows
     "conformal predictive (ECC)": lambda x, y, m: fit_predictive_calibration(x, y, m),
     "conformal 90 % scaling": lambda x, y, m: fit_interval_calibration(x, y, m, level=0.9),
@@ -239,18 +241,20 @@ CALIBRATIONS = {  # label -> fit(samples, values, target): the benchmark's calib
 
 
 def calibration_windows(b: dict, series: Series, w: dict, task: str) -> dict:
-    """Backtest windows for split-conformal calibration, interleaved with the test windows (shifted by half their
-    spacing) and blind to the test: every cell that is a test target of ``task`` is marked unobserved here, so it is
-    neither a calibration target nor a known value nor a lag source. Same keys as :func:`forecast_windows` plus
-    ``observed``, the ``(T, C)`` series mask the calibration's lag features may read."""
+    """Backtest windows for split-conformal calibration: ``CALIBRATION_WINDOWS_PER_TEST`` x as many as the test windows,
+    evenly spaced over the same held-out stretch (shifted off the test starts) and blind to the test: every cell that
+    is a test target of ``task`` is marked unobserved here, so it is neither a calibration target nor a known value
+    nor a lag source. Same keys as :func:`forecast_windows` plus ``observed``, the ``(T, C)`` series mask the
+    calibration's lag features may read."""
     L, h = FC_WINDOW, FC_HORIZON
     T = len(series.values)
     test_targets = w["obs"] & ~w["known"][task].numpy()
     observed = series.observed.copy()
     for k, s0 in enumerate(w["starts"]):
         observed[s0:s0 + L] &= ~test_targets[k]
-    shift = int(np.diff(w["starts"]).mean() // 2)
-    starts = np.array([s0 + shift for s0 in w["starts"] if s0 + shift + L <= T])
+    n = CALIBRATION_WINDOWS_PER_TEST * len(w["starts"])
+    starts = np.linspace(w["starts"][0], T - L, n + 1)[:-1].astype(int) + int(np.diff(w["starts"]).mean() // (2 * CALIBRATION_WINDOWS_PER_TEST))
+    starts = starts[starts + L <= T]
     vals = np.stack([series.values[s0:s0 + L] for s0 in starts])
     obs = np.stack([observed[s0:s0 + L] for s0 in starts])
     if task == "forecast":
@@ -393,7 +397,7 @@ def long_history(b: dict, out: Path, models: tuple[str, ...], save) -> dict:
                 cw = calibration_windows(b, series, w, task)
                 cy = torch.from_numpy(np.nan_to_num(sc.transform(cw["vals"]))).float()
                 ccov = window_covariates(spec, scaled, cw["observed"], cw["starts"], L, cw["known"], stamps=series.timestamps, y=cy)
-                ccache = out / folder / f"calibration-{task}-step{res['checkpoint_step'][name]}.npz"
+                ccache = out / folder / f"calibration-{task}-step{res['checkpoint_step'][name]}-w{len(cw['starts'])}.npz"
                 if ccache.is_file():
                     cr_x, secs = torch.from_numpy(np.load(ccache)["x"]), float(np.load(ccache)["seconds"])
                 else:
