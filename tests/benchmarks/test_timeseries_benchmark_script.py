@@ -80,3 +80,29 @@ def test_seasonal_interpolation_recovers_a_pure_seasonal_series(bench):
     filled = bench.seasonal_interp(series, starts, win, known, period, days=days)
     assert np.allclose(filled, win, atol=1e-9)  # linear interpolation alone would not
     assert not np.allclose(bench.linear_interp(win, known), win, atol=1e-3)
+
+
+@pytest.mark.parametrize("task", ["forecast", "impute"])
+def test_calibration_windows_never_see_a_test_target(bench, task):
+    """The backtest windows of ``--calibrate``: 4x the test windows, and no test target is a calibration target, a
+    value given to the sampler or a lag source there."""
+    from polydiff_timeseries.data import Series
+
+    rng = np.random.default_rng(0)
+    T = 3000
+    observed = rng.random((T, 2)) > 0.05
+    series = Series(rng.normal(size=(T, 2)), observed, ("a", "b"), None, "synthetic")
+    b = {"fc_windows": 8, "dataset": "vic_elec"}
+    w = bench.forecast_windows(b, series)
+    cw = bench.calibration_windows(b, series, w, task)
+    L = bench.FC_WINDOW
+    test_target = np.zeros((T, 2), dtype=bool)
+    for k, s0 in enumerate(w["starts"]):
+        test_target[s0:s0 + L] |= w["obs"][k] & ~w["known"][task].numpy()[k]
+    assert test_target.any() and len(cw["starts"]) == 4 * len(w["starts"])
+    assert not (cw["observed"] & test_target).any()  # lag sources
+    for k, s0 in enumerate(cw["starts"]):
+        given = cw["known"][k].numpy()
+        scored = cw["obs"][k] & ~given
+        assert not (given & test_target[s0:s0 + L]).any() and not (scored & test_target[s0:s0 + L]).any()
+    assert (cw["obs"] & ~cw["known"].numpy()).sum() > 0
