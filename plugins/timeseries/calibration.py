@@ -128,7 +128,8 @@ class PredictiveCalibration:
 
     def apply(self, samples: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Recalibrated draws ``m + (w + f) Q_Z((rank + 1/2) / N)``, each draw keeping its rank in every cell where
-        ``mask`` is true (all cells without a mask); the other cells are returned unchanged. ``samples (N, ..., C)``."""
+        ``mask`` is true (all cells without a mask); the other cells, and features fitted on no cells, are returned
+        unchanged. ``samples (N, ..., C)``."""
         x = np.asarray(samples, dtype=np.float64)
         if x.shape[-1] != len(self.floor):
             raise ValueError(f"samples have {x.shape[-1]} features; this calibration was fitted on {len(self.floor)}")
@@ -136,7 +137,7 @@ class PredictiveCalibration:
         med, lo, hi = _interval(x, self.level)
         rank = np.argsort(np.argsort(x, axis=0, kind="stable"), axis=0, kind="stable")
         z = self.quantile((rank + 0.5) / n)
-        out = med + ((hi - lo) / 2 + self.floor) * z
+        out = np.where(self.cells > 0, med + ((hi - lo) / 2 + self.floor) * z, x)  # no calibration cells: unchanged
         return out if mask is None else np.where(np.asarray(mask, dtype=bool), out, x)
 
     def describe(self, columns: tuple[str, ...] | list[str]) -> str:

@@ -171,5 +171,11 @@ def test_predictive_calibration_leaves_unmasked_cells_and_refuses_too_few_cells(
     assert not np.allclose(out[:, 50:], samples[:, 50:])
     with pytest.raises(ValueError, match="at least 20"):
         fit_predictive_calibration(samples[:, :10], target[:10], mask[:10])
+    # a feature with no calibration cells is left as drawn, not collapsed onto its median
+    two = np.concatenate([samples, samples], -1)
+    m2 = np.stack([mask[:, 0], np.zeros(len(mask), dtype=bool)], -1)
+    pred2 = fit_predictive_calibration(two, np.concatenate([target, target], -1), m2)
+    assert pred2.cells.tolist() == [200, 0]
+    np.testing.assert_array_equal(pred2.apply(two)[..., 1], two[..., 1])
     with pytest.raises(ValueError, match="fitted on 1"):
         pred.apply(np.zeros((5, 3, 2)))
