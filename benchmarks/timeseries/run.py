@@ -234,10 +234,22 @@ def forecast_windows(b: dict, series: Series) -> dict:
 
 CALIBRATION_WINDOWS_PER_TEST = 4  # 16 test windows -> 64 backtest windows (16 were too few: per-window errors dominate)
 
-CALIBRATIONS = {  # label -> fit(samples, values, target): the benchmark's calibration rows
-    "conformal predictive (ECC)": lambda x, y, m: fit_predictive_calibration(x, y, m),
-    "conformal 90 % scaling": lambda x, y, m: fit_interval_calibration(x, y, m, level=0.9),
+CALIBRATIONS = {  # label -> fit(samples, values, target): the benchmark's calibration rows (90 % is both fits' default)
+    "conformal predictive (ECC)": fit_predictive_calibration,
+    "conformal 90 % scaling": fit_interval_calibration,
 }
+
+
+def cached_draws(path: Path, draw) -> tuple[torch.Tensor, float]:
+    """``draw()``'s samples and its seconds, kept in ``path`` (an NPZ) so a re-run scores the same draws without sampling."""
+    if path.is_file():
+        z = np.load(path)
+        return torch.from_numpy(z["x"]), float(z["seconds"])
+    t0 = time.perf_counter()
+    x = draw()
+    secs = time.perf_counter() - t0
+    np.savez_compressed(path, x=x.numpy(), seconds=secs)
+    return x, secs
 
 
 def calibration_windows(b: dict, series: Series, w: dict, task: str) -> dict:
@@ -377,15 +389,10 @@ def long_history(b: dict, out: Path, models: tuple[str, ...], save) -> dict:
             target = w["obs"] & ~known.numpy()
             # lag sources: the history before each window (observed) and the window's known cells only
             cov = window_covariates(spec, scaled, series.observed, w["starts"], L, known, stamps=series.timestamps, y=y)
-            t0 = time.perf_counter()
-            cache = out / folder / f"samples-{task}-step{res['checkpoint_step'][name]}.npz"
-            if cache.is_file():  # the draws of this checkpoint (deterministic: seed 0), kept for the calibration rows
-                r_x, secs = torch.from_numpy(np.load(cache)["x"]), float(np.load(cache)["seconds"])
-            else:
-                r_x = sample_windows(model, y, known, num=b["fc_samples"], method=method, sampler="ddim", steps=50, seed=0,
-                                     covariates=cov).x
-                secs = time.perf_counter() - t0
-                np.savez_compressed(cache, x=r_x.numpy(), seconds=secs)
+            # the draws of this checkpoint (deterministic: seed 0), kept for the calibration rows
+            r_x, secs = cached_draws(out / folder / f"samples-{task}-step{res['checkpoint_step'][name]}.npz",
+                                     lambda: sample_windows(model, y, known, num=b["fc_samples"], method=method, sampler="ddim",
+                                                            steps=50, seed=0, covariates=cov).x)
             label = (f"{name} + lags {', '.join(map(str, d['lags']))} + calendar" + (f" ({method})" if name == "diffusion-ts" else "")
                      if long else f"{name.split('-')[0]} (window only)")
             samples = sc.inverse(r_x.double().numpy())
@@ -393,18 +400,12 @@ def long_history(b: dict, out: Path, models: tuple[str, ...], save) -> dict:
             save(res)
             print(task, label, json.dumps({k: round(v, 4) for k, v in res[task][label].items()}), flush=True)
             if b.get("calibrate"):
-                t0 = time.perf_counter()
                 cw = calibration_windows(b, series, w, task)
                 cy = torch.from_numpy(np.nan_to_num(sc.transform(cw["vals"]))).float()
                 ccov = window_covariates(spec, scaled, cw["observed"], cw["starts"], L, cw["known"], stamps=series.timestamps, y=cy)
-                ccache = out / folder / f"calibration-{task}-step{res['checkpoint_step'][name]}-w{len(cw['starts'])}.npz"
-                if ccache.is_file():
-                    cr_x, secs = torch.from_numpy(np.load(ccache)["x"]), float(np.load(ccache)["seconds"])
-                else:
-                    cr_x = sample_windows(model, cy, cw["known"], num=b["fc_samples"], method=method, sampler="ddim",
-                                          steps=50, seed=1, covariates=ccov).x
-                    secs = time.perf_counter() - t0
-                    np.savez_compressed(ccache, x=cr_x.numpy(), seconds=secs)
+                cr_x, secs = cached_draws(out / folder / f"calibration-{task}-step{res['checkpoint_step'][name]}-w{len(cw['starts'])}.npz",
+                                          lambda: sample_windows(model, cy, cw["known"], num=b["fc_samples"], method=method,
+                                                                 sampler="ddim", steps=50, seed=1, covariates=ccov).x)
                 cal_samples, cal_target = sc.inverse(cr_x.double().numpy()), cw["obs"] & ~cw["known"].numpy()
                 for tag, fit in CALIBRATIONS.items():
                     cal = fit(cal_samples, cw["vals"], cal_target)
@@ -443,8 +444,8 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=None,
                     help="override the budget's training steps (an existing run's checkpoint at that step or later is scored)")
     ap.add_argument("--calibrate", action="store_true",
-                    help="long-history rows: also split-conformal 90 %% intervals fitted on backtest windows interleaved "
-                         "with the test windows (blind to every test target)")
+                    help="long-history rows: also the split-conformal calibrations fitted on 4x as many backtest windows "
+                         "over the held-out stretch (blind to every test target)")
     ap.add_argument("--nfe", default=None, help="comma-separated step counts for the speed sweep (default: the budget's)")
     args = ap.parse_args()
     name = "quick" if args.quick else (args.budget or "base")
